@@ -1,0 +1,109 @@
+//! Kernel command line options that Lightwhale understands (`lightwhale.*`).
+//!
+//! Pure parsing: the caller reads `/proc/cmdline` and hands the text in.
+
+use std::time::Duration;
+
+/// What to do about persistence on this boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistenceMode {
+    /// Scan for a labelled device or a magic header, fall back to tmpfs.
+    Auto,
+    /// Ignore every device; persisted directories live on a tmpfs.
+    Tmpfs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub persistence: PersistenceMode,
+    pub debug: bool,
+    /// How long stage 1 waits for block devices (USB sticks are slow) before scanning.
+    pub settle: Duration,
+    /// Options we did not recognise, reported on the console so typos are visible.
+    pub unknown: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            persistence: PersistenceMode::Auto,
+            debug: false,
+            settle: Duration::from_secs(5),
+            unknown: Vec::new(),
+        }
+    }
+}
+
+pub fn parse(cmdline: &str) -> Options {
+    let mut opts = Options::default();
+    for word in cmdline.split_whitespace() {
+        let Some(rest) = word.strip_prefix("lightwhale.") else {
+            continue;
+        };
+        let (key, value) = match rest.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (rest, None),
+        };
+        match (key, value) {
+            ("persistence", Some("auto")) => opts.persistence = PersistenceMode::Auto,
+            ("persistence", Some("tmpfs")) => opts.persistence = PersistenceMode::Tmpfs,
+            ("debug", None | Some("1") | Some("on")) => opts.debug = true,
+            ("debug", Some("0") | Some("off")) => opts.debug = false,
+            ("settle", Some(v)) => match parse_seconds(v) {
+                Some(d) => opts.settle = d,
+                None => opts.unknown.push(word.to_string()),
+            },
+            _ => opts.unknown.push(word.to_string()),
+        }
+    }
+    opts
+}
+
+/// Accepts `5`, `5s`, `2.5` and `500ms`.
+fn parse_seconds(v: &str) -> Option<Duration> {
+    if let Some(ms) = v.strip_suffix("ms") {
+        return ms.parse::<u64>().ok().map(Duration::from_millis);
+    }
+    let v = v.strip_suffix('s').unwrap_or(v);
+    let secs: f64 = v.parse().ok()?;
+    (0.0..3600.0).contains(&secs).then(|| Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_lightwhale_options() {
+        let o = parse("BOOT_IMAGE=/boot/vmlinuz console=ttyS0,115200 quiet");
+        assert_eq!(o, Options::default());
+    }
+
+    #[test]
+    fn persistence_tmpfs_and_debug() {
+        let o = parse("console=tty0 lightwhale.persistence=tmpfs lightwhale.debug");
+        assert_eq!(o.persistence, PersistenceMode::Tmpfs);
+        assert!(o.debug);
+        assert!(o.unknown.is_empty());
+    }
+
+    #[test]
+    fn last_value_wins() {
+        let o = parse("lightwhale.persistence=tmpfs lightwhale.persistence=auto");
+        assert_eq!(o.persistence, PersistenceMode::Auto);
+    }
+
+    #[test]
+    fn settle_units() {
+        assert_eq!(parse("lightwhale.settle=12").settle, Duration::from_secs(12));
+        assert_eq!(parse("lightwhale.settle=1.5s").settle, Duration::from_millis(1500));
+        assert_eq!(parse("lightwhale.settle=250ms").settle, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn typos_are_reported_not_ignored() {
+        let o = parse("lightwhale.persistance=tmpfs lightwhale.settle=soon lightwhale.persistence=disk");
+        assert_eq!(o.persistence, PersistenceMode::Auto);
+        assert_eq!(o.unknown.len(), 3);
+    }
+}

@@ -1,0 +1,101 @@
+//! Coldplug without udev: load the driver for every device that sysfs shows a `modalias`
+//! for, repeat while new devices appear, and stop once block devices have settled.
+
+use crate::kmod::Loader;
+use crate::persist::scan;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// All modalias strings currently in sysfs.
+pub fn modaliases(sys: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Ok(buses) = std::fs::read_dir(sys.join("bus")) else {
+        return out;
+    };
+    for bus in buses.flatten() {
+        let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else {
+            continue;
+        };
+        for dev in devs.flatten() {
+            if let Ok(a) = std::fs::read_to_string(dev.path().join("modalias")) {
+                let a = a.trim();
+                if !a.is_empty() {
+                    out.insert(a.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Pure: the modules to load for these aliases, without denied or already tried ones.
+pub fn modules_for(
+    loader: &Loader,
+    aliases: &BTreeSet<String>,
+    deny: &[String],
+    tried: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut want: Vec<String> = Vec::new();
+    for a in aliases {
+        for m in loader.aliases.lookup(a) {
+            if !deny.contains(&m) && !tried.contains(&m) && !want.contains(&m) {
+                want.push(m);
+            }
+        }
+    }
+    want
+}
+
+pub struct Settled {
+    pub loaded: Vec<String>,
+    pub block_devices: Vec<String>,
+    pub waited: Duration,
+    pub timed_out: bool,
+    pub usb_storage: bool,
+}
+
+fn block_devices(sys: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(sys.join("class/block"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !scan::is_virtual(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Loads drivers until nothing new shows up and the set of block devices has been stable
+/// for a quiet period (longer when USB storage is present: USB disks take a second or
+/// more to appear), or until `max` has passed.
+pub fn settle(loader: &Loader, sys: &Path, deny: &[String], max: Duration) -> Settled {
+    let start = Instant::now();
+    let mut tried = BTreeSet::new();
+    let mut loaded = Vec::new();
+    let mut blocks = block_devices(sys);
+    let mut quiet_since = Instant::now();
+    loop {
+        let want = modules_for(loader, &modaliases(sys), deny, &tried);
+        tried.extend(want.iter().cloned());
+        let (new, errors) = loader.load(want.iter().map(String::as_str));
+        for e in errors {
+            log::debug!("coldplug: {e}");
+        }
+        let now_blocks = block_devices(sys);
+        if !new.is_empty() || now_blocks != blocks {
+            quiet_since = Instant::now();
+            blocks = now_blocks;
+        }
+        loaded.extend(new);
+        let usb_storage = crate::kmod::load::is_loaded("usb_storage") || crate::kmod::load::is_loaded("uas");
+        let quiet = if usb_storage { Duration::from_secs(3) } else { Duration::from_millis(500) };
+        let timed_out = start.elapsed() >= max;
+        if quiet_since.elapsed() >= quiet || timed_out {
+            return Settled { loaded, block_devices: blocks, waited: start.elapsed(), timed_out, usb_storage };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,250 @@
+//! Early boot inside the image, before any service: RAM mounts, drivers, persistence and
+//! the overlays. When this returns, /etc, /home, /root and /var/www are the user's.
+
+use crate::cmdline::{Options, PersistenceMode};
+use crate::config::{self, InitConfig};
+use crate::mounts::{self, MountError};
+use crate::persist::{self, claim, decide, mount as pmount, scan, Plan};
+use crate::{coldplug, command, kmod, layout, logger, sandbox, stage1};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const VOLATILE_BASE: &str = "/run/lightwhale/volatile";
+pub const STATUS_FILE: &str = "/run/lightwhale/persistence";
+const MKE2FS: &str = "/usr/sbin/mke2fs";
+const E2FSCK: &str = "/usr/sbin/e2fsck";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EarlyError {
+    #[error("reading the init configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("kernel modules: {0}")]
+    Modules(#[from] kmod::ModuleError),
+    #[error("{0}")]
+    Mount(#[from] MountError),
+    #[error("persistence: {0}")]
+    Persist(#[from] pmount::MountError),
+}
+
+/// What persistence ended up as on this boot; shown on the console and in STATUS_FILE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persistence {
+    Device {
+        device: String,
+        claimed: bool,
+    },
+    Tmpfs {
+        reason: String,
+    },
+    /// A persistence device exists but could not be used; nothing was written to it.
+    Failed {
+        device: String,
+        error: String,
+    },
+}
+
+impl Persistence {
+    pub fn status_text(&self) -> String {
+        match self {
+            Persistence::Device { device, claimed } => format!("mode=device\ndevice={device}\nclaimed={claimed}\n"),
+            Persistence::Tmpfs { reason } => format!("mode=tmpfs\nreason={reason}\n"),
+            Persistence::Failed { device, error } => format!("mode=tmpfs\nfailed_device={device}\nerror={error}\n"),
+        }
+    }
+}
+
+pub struct Early {
+    pub config: InitConfig,
+    pub loader: kmod::Loader,
+    pub persistence: Persistence,
+}
+
+pub fn run(opts: &Options) -> Result<Early, EarlyError> {
+    let config = config::load(Path::new(config::CONFIG_DIR))?;
+
+    let loader = kmod::Loader::open(&Path::new("/lib/modules").join(stage1::kernel_release()))?;
+    let (_, errors) = loader.load(config.kernel_modules.load.iter().map(String::as_str));
+    for e in errors {
+        log::warn!("{e}");
+    }
+    let step = logger::Step::start("volatile mounts");
+    for s in layout::volatile(&config.filesystems, Path::new(VOLATILE_BASE)) {
+        mounts::apply(&s)?;
+    }
+    step.done(&format!(
+        "{} and {} writable in RAM",
+        config.filesystems.tmpfs.join(" "),
+        config.filesystems.volatile.join(" ")
+    ));
+
+    let step = logger::Step::start("drivers loaded");
+    let settled = coldplug::settle(&loader, Path::new("/sys"), &config.kernel_modules.deny, opts.settle);
+    log::debug!("coldplug loaded: {}", settled.loaded.join(" "));
+    if settled.timed_out {
+        log::warn!(
+            "block devices were still appearing after {:.1} s (lightwhale.settle={}); continuing",
+            settled.waited.as_secs_f64(),
+            opts.settle.as_secs_f64()
+        );
+    }
+    step.done(&format!(
+        "{} modules; waited {:.1} s for block devices{}: {}",
+        settled.loaded.len(),
+        settled.waited.as_secs_f64(),
+        if settled.usb_storage { " (USB storage present)" } else { "" },
+        if settled.block_devices.is_empty() { "none".to_string() } else { settled.block_devices.join(" ") }
+    ));
+
+    let step = logger::Step::start("persistence ready");
+    let persistence = persistence(opts)?;
+    step.done(&match &persistence {
+        Persistence::Device { device, claimed } => {
+            format!("{device} mounted at {}{}", persist::MOUNT_POINT, if *claimed { " (newly claimed)" } else { "" })
+        }
+        Persistence::Tmpfs { reason } => format!("tmpfs at {} ({reason})", persist::MOUNT_POINT),
+        Persistence::Failed { device, .. } => format!("tmpfs at {} because {device} failed", persist::MOUNT_POINT),
+    });
+    let _ = std::fs::create_dir_all("/run/lightwhale");
+    let _ = std::fs::write(STATUS_FILE, persistence.status_text());
+
+    let step = logger::Step::start("overlays mounted");
+    let data = Path::new(persist::MOUNT_POINT);
+    mounts::mkdir_p(&layout::docker_root(data))?;
+    for s in layout::persisted(&config.filesystems, data) {
+        mounts::apply(&s)?;
+    }
+    step.done(&config.filesystems.persisted.join(" "));
+    Ok(Early { config, loader, persistence })
+}
+
+fn persistence(opts: &Options) -> Result<Persistence, EarlyError> {
+    let target = Path::new(persist::MOUNT_POINT);
+    let reports = if opts.persistence == PersistenceMode::Tmpfs {
+        Vec::new()
+    } else {
+        match scan_sandboxed() {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("the device scan failed, persistence is OFF for this boot: {e}");
+                pmount::mount_tmpfs(target)?;
+                return Ok(Persistence::Tmpfs { reason: format!("scan failed: {e}") });
+            }
+        }
+    };
+    for r in &reports {
+        log::info!("scan: {}", describe(r));
+    }
+    let decision = decide(opts.persistence, &reports);
+    for n in &decision.notes {
+        log::info!("persistence: {n}");
+    }
+    for w in &decision.warnings {
+        log::warn!("persistence: {w}");
+    }
+    match decision.plan {
+        Plan::Tmpfs => {
+            pmount::mount_tmpfs(target)?;
+            let reason = if opts.persistence == PersistenceMode::Tmpfs {
+                "lightwhale.persistence=tmpfs"
+            } else {
+                "no persistence device"
+            };
+            Ok(Persistence::Tmpfs { reason: reason.into() })
+        }
+        Plan::Claim { disk } => {
+            let step = logger::Step::start("claim");
+            log::info!("claim {disk}: the magic header asks for this disk to be formatted; claiming it now");
+            let paths = claim::Paths { dev: Path::new("/dev"), sys_class_block: Path::new("/sys/class/block") };
+            let mkfs = |part: &Path| {
+                let p = part.to_string_lossy();
+                command::run(
+                    Path::new(MKE2FS),
+                    &["-q", "-F", "-t", "ext4", "-L", decide::LABEL, "-E", "lazy_itable_init=1", &p],
+                )
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            };
+            match claim::claim(&disk, &paths, &mkfs, random_bytes()) {
+                Ok(part) => {
+                    step.done(&format!("claimed {disk}: {part} is ext4 labelled {}", decide::LABEL));
+                    mount_device(&part, false, target, true)
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    log::error!("persistence is OFF for this boot; the header is still on {disk}, so the claim is retried at the next boot");
+                    pmount::mount_tmpfs(target)?;
+                    Ok(Persistence::Failed { device: disk, error: e.to_string() })
+                }
+            }
+        }
+        Plan::Mount { device, fsck } => mount_device(&device, fsck, target, false),
+    }
+}
+
+fn mount_device(device: &str, fsck: bool, target: &Path, claimed: bool) -> Result<Persistence, EarlyError> {
+    let dev_path = PathBuf::from("/dev").join(device);
+    let result = (|| {
+        if fsck {
+            log::info!("persistence: {device} was not cleanly unmounted; running e2fsck -p");
+            let out = pmount::fsck(Path::new(E2FSCK), &dev_path)?;
+            log::info!("persistence: e2fsck: {}", out.lines().last().unwrap_or("done"));
+        }
+        pmount::mount_ext4(&dev_path, target)
+    })();
+    match result {
+        Ok(()) => Ok(Persistence::Device { device: device.into(), claimed }),
+        Err(e) => {
+            for line in [
+                "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!".to_string(),
+                format!("PERSISTENCE DEVICE {device} COULD NOT BE MOUNTED: {e}"),
+                "Booting with RAM-only persistence: changes made now are LOST at power-off.".to_string(),
+                format!("{device} was not formatted or written. Repair it (e2fsck) or replace it."),
+                "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!".to_string(),
+            ] {
+                log::error!("{line}");
+            }
+            pmount::mount_tmpfs(target)?;
+            Ok(Persistence::Failed { device: device.into(), error: e.to_string() })
+        }
+    }
+}
+
+fn scan_sandboxed() -> Result<Vec<persist::DeviceReport>, sandbox::SandboxError> {
+    let policy = sandbox::Policy { read_only: &["/dev", "/sys"] };
+    sandbox::run("device scan", &policy, Duration::from_secs(30), || {
+        scan::scan_all(Path::new("/sys/class/block"), Path::new("/dev")).map_err(|e| e.to_string())
+    })
+}
+
+fn describe(r: &persist::DeviceReport) -> String {
+    let mut s = format!("{} {} MiB", r.name, r.size_bytes >> 20);
+    if let Some(p) = &r.parent {
+        s.push_str(&format!(" (partition of {p})"));
+    }
+    if r.read_only {
+        s.push_str(" read-only");
+    }
+    if r.magic {
+        s.push_str(", magic header");
+    }
+    if r.image.is_image() {
+        s.push_str(&format!(", boot image {:?}", r.image));
+    }
+    if let Some(sb) = &r.ext4 {
+        s.push_str(&format!(", ext4 label {:?}", sb.label));
+    }
+    s
+}
+
+fn random_bytes() -> [u8; 32] {
+    let mut buf = [0u8; 32];
+    // GRND_INSECURE: GUIDs need uniqueness, not secrecy, and must not block early in boot.
+    // SAFETY: buf is a valid, writable buffer of the given length.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0x0004) };
+    if n != buf.len() as isize {
+        let t = logger::uptime().to_bits().to_le_bytes();
+        buf[..8].copy_from_slice(&t);
+        buf[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    buf
+}

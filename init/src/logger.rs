@@ -1,0 +1,100 @@
+//! Console logging for PID 1.
+//!
+//! Messages go to `/dev/kmsg`, so the kernel prints them on every console with its own
+//! uptime stamp and `dmesg` keeps them. Before `/dev` exists (or if kmsg cannot be opened)
+//! they go to stderr, which the kernel connects to `/dev/console` for PID 1.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Mutex;
+
+struct KmsgLogger {
+    kmsg: Mutex<Option<File>>,
+}
+
+static LOGGER: KmsgLogger = KmsgLogger { kmsg: Mutex::new(None) };
+
+/// kmsg priority prefix (`<N>`): warnings and errors stand out in `dmesg --level`.
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 5,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+impl Log for KmsgLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let tag = match record.level() {
+            Level::Error => "ERROR: ",
+            Level::Warn => "WARNING: ",
+            _ => "",
+        };
+        let text = format!("{}", record.args());
+        let mut guard = self.kmsg.lock().unwrap_or_else(|e| e.into_inner());
+        for line in text.lines() {
+            let written = match guard.as_mut() {
+                // One write per record: kmsg turns each write into one log line.
+                Some(f) => {
+                    f.write_all(format!("<{}>lightwhale: {tag}{line}\n", priority(record.level())).as_bytes()).is_ok()
+                }
+                None => false,
+            };
+            if !written {
+                let _ = writeln!(std::io::stderr(), "lightwhale: {tag}{line}");
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger. Safe to call again once `/dev` is mounted: it then starts using kmsg.
+pub fn init(debug: bool) {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(if debug { LevelFilter::Debug } else { LevelFilter::Info });
+    let kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
+    if kmsg.is_some() {
+        // Userspace writes to kmsg are rate limited to 10 lines per 5 s by default, which
+        // would swallow most of the boot log.
+        let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+    }
+    *LOGGER.kmsg.lock().unwrap_or_else(|e| e.into_inner()) = kmsg;
+}
+
+/// Seconds since boot, for "step took N s" messages.
+pub fn uptime() -> f64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME);
+    ts.map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9).unwrap_or(0.0)
+}
+
+/// Times a boot step and logs its duration when it ends.
+pub struct Step {
+    name: &'static str,
+    start: std::time::Instant,
+}
+
+impl Step {
+    pub fn start(name: &'static str) -> Step {
+        log::debug!("{name}: starting");
+        Step { name, start: std::time::Instant::now() }
+    }
+
+    pub fn elapsed_secs(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// Logs `<marker>: <detail> (took N s)`; the marker is what benchmarks and tests look for.
+    pub fn done(self, detail: &str) {
+        log::info!("{}: {detail} (took {:.2} s)", self.name, self.elapsed_secs());
+    }
+}

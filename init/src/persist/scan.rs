@@ -1,0 +1,144 @@
+//! Lists block devices from sysfs and reads their first bytes. The parsing is done by the
+//! pure modules; this file only gathers bytes, and runs inside the sandboxed child.
+
+use super::decide::DeviceReport;
+use super::{ext4, header};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockDev {
+    pub name: String,
+    pub parent: Option<String>,
+    pub size_bytes: u64,
+    pub read_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("listing block devices in {path}: {source}")]
+    List { path: PathBuf, source: std::io::Error },
+}
+
+/// Devices that can never hold persistence: RAM disks, our own loop-mounted image,
+/// compressed swap.
+pub fn is_virtual(name: &str) -> bool {
+    ["loop", "ram", "zram", "nbd"].iter().any(|p| name.starts_with(p))
+}
+
+fn read_trimmed(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+/// Every block device in `sys_class_block` (normally `/sys/class/block`) that is not virtual.
+pub fn list(sys_class_block: &Path) -> Result<Vec<BlockDev>, ScanError> {
+    let rd = std::fs::read_dir(sys_class_block)
+        .map_err(|source| ScanError::List { path: sys_class_block.to_path_buf(), source })?;
+    let mut out = Vec::new();
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_virtual(&name) {
+            continue;
+        }
+        if let Some(dev) = describe(sys_class_block, &name) {
+            out.push(dev);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Reads one device's sysfs attributes. Also used directly by host tests on loop devices.
+pub fn describe(sys_class_block: &Path, name: &str) -> Option<BlockDev> {
+    let dir = sys_class_block.join(name);
+    let sectors: u64 = read_trimmed(&dir.join("size"))?.parse().ok()?;
+    let parent = if dir.join("partition").exists() {
+        std::fs::canonicalize(&dir)
+            .ok()
+            .and_then(|p| p.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()))
+    } else {
+        None
+    };
+    Some(BlockDev {
+        name: name.to_string(),
+        parent,
+        // sysfs sizes are always in 512-byte units, whatever the logical sector size.
+        size_bytes: sectors * 512,
+        read_only: read_trimmed(&dir.join("ro")).as_deref() == Some("1"),
+    })
+}
+
+/// Reads the first bytes of the device node and turns them into a report.
+/// A device that cannot be read (empty CD drive, dying disk) is reported as blank.
+pub fn probe(dev_dir: &Path, dev: &BlockDev) -> DeviceReport {
+    let mut head = Vec::with_capacity(header::PROBE_LEN);
+    if dev.size_bytes > 0 {
+        match std::fs::File::open(dev_dir.join(&dev.name)) {
+            Ok(f) => {
+                if let Err(e) = f.take(header::PROBE_LEN as u64).read_to_end(&mut head) {
+                    log::debug!("{}: read failed: {e}", dev.name);
+                }
+            }
+            Err(e) => log::debug!("{}: open failed: {e}", dev.name),
+        }
+    }
+    report(dev, &head)
+}
+
+/// Pure: the report for a device given its first bytes.
+pub fn report(dev: &BlockDev, head: &[u8]) -> DeviceReport {
+    DeviceReport {
+        name: dev.name.clone(),
+        parent: dev.parent.clone(),
+        size_bytes: dev.size_bytes,
+        read_only: dev.read_only,
+        magic: dev.parent.is_none() && header::has_magic(head),
+        image: header::image_kind(head),
+        ext4: ext4::parse(head),
+    }
+}
+
+/// The whole scan as run in the sandboxed child.
+pub fn scan_all(sys_class_block: &Path, dev_dir: &Path) -> Result<Vec<DeviceReport>, ScanError> {
+    Ok(list(sys_class_block)?.iter().map(|d| probe(dev_dir, d)).collect())
+}
+
+/// `sda` + 1 -> `sda1`; `nvme0n1` + 1 -> `nvme0n1p1` (the kernel's rule).
+pub fn partition_name(disk: &str, n: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{n}")
+    } else {
+        format!("{disk}{n}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names() {
+        assert_eq!(partition_name("sda", 1), "sda1");
+        assert_eq!(partition_name("vdb", 1), "vdb1");
+        assert_eq!(partition_name("nvme0n1", 1), "nvme0n1p1");
+        assert_eq!(partition_name("mmcblk0", 1), "mmcblk0p1");
+        assert_eq!(partition_name("loop7", 1), "loop7p1");
+    }
+
+    #[test]
+    fn magic_only_counts_on_whole_disks() {
+        let head = b"lightwhale-please-format-me\n";
+        let whole = BlockDev { name: "sda".into(), parent: None, size_bytes: 1 << 30, read_only: false };
+        let part = BlockDev { name: "sda1".into(), parent: Some("sda".into()), ..whole.clone() };
+        assert!(report(&whole, head).magic);
+        assert!(!report(&part, head).magic);
+    }
+
+    #[test]
+    fn virtual_devices_are_skipped() {
+        assert!(is_virtual("loop0"));
+        assert!(is_virtual("zram0"));
+        assert!(!is_virtual("sda"));
+        assert!(!is_virtual("nvme0n1"));
+    }
+}

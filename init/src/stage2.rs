@@ -1,0 +1,77 @@
+//! Stage 2, in the real root: the system set-up that services need, then the supervisor
+//! until a power request, then a clean shutdown.
+
+use crate::early::Early;
+use crate::mounts;
+use crate::supervisor::{self, Supervisor};
+use crate::{logger, net, power, sysctl};
+use nix::mount::MsFlags;
+use nix::sys::signal::{sigprocmask, SigmaskHow};
+use std::path::Path;
+
+pub fn run(early: Early) -> ! {
+    let step = logger::Step::start("system set up");
+    let hostname =
+        std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
+    let hostname = hostname.unwrap_or_else(|| "lightwhale".into());
+    if let Err(e) = nix::unistd::sethostname(&hostname) {
+        log::warn!("setting hostname {hostname}: {e}");
+    }
+    if let Err(e) = net::loopback_up() {
+        log::warn!("bringing up lo: {e}");
+    }
+    for (src, target, fstype, flags, data) in [
+        ("devpts", "/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("gid=5,mode=620,ptmxmode=666")),
+        ("tmpfs", "/dev/shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777")),
+        ("mqueue", "/dev/mqueue", "mqueue", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None),
+        (
+            "cgroup2",
+            "/sys/fs/cgroup",
+            "cgroup2",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("nsdelegate"),
+        ),
+    ] {
+        let t = Path::new(target);
+        if let Err(e) = mounts::mkdir_p(t).and_then(|_| mounts::fs_once(src, t, fstype, flags, data)) {
+            log::warn!("{e}");
+        }
+    }
+    let n = sysctl::apply_all();
+    ensure_machine_id();
+    step.done(&format!("hostname {hostname}, lo up, cgroup2, {n} sysctls"));
+
+    // From here on signals are read from a signalfd; children get a clean mask (std resets it).
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervisor::handled_signals()), None) {
+        log::error!("blocking signals: {e}");
+    }
+    // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate hard reboot.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
+
+    let mut sup = match Supervisor::new(early.config.services) {
+        Ok(s) => s,
+        Err(e) => crate::fatal(&format!("cannot set up the service supervisor: {e}")),
+    };
+    log::info!("boot finished in {:.2} s since the kernel started; starting services", logger::uptime());
+    let request = sup.run();
+    log::info!("shutdown: {request:?} requested");
+    sup.stop_all();
+    power::finish(request)
+}
+
+/// A stable machine id, kept in the persisted /etc.
+fn ensure_machine_id() {
+    let path = Path::new("/etc/machine-id");
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let t = current.trim();
+    if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return;
+    }
+    let mut buf = [0u8; 16];
+    // SAFETY: buf is valid for writes of its length.
+    unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let id: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+    if let Err(e) = std::fs::write(path, format!("{id}\n")) {
+        log::warn!("writing {}: {e}", path.display());
+    }
+}

@@ -1,0 +1,414 @@
+//! Runs the services from the init configuration: waits for their conditions, runs their
+//! setup commands, restarts them with backoff when they exit, reaps every zombie, and
+//! turns signals and the power button into power requests.
+
+use crate::config::{Condition, Output, Restart, Service};
+use crate::{input, net};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerRequest {
+    Reboot,
+    Poweroff,
+    Halt,
+}
+
+/// BusyBox init's signal convention, which `reboot`/`poweroff`/`halt` rely on.
+pub fn request_for(sig: Signal) -> Option<PowerRequest> {
+    match sig {
+        Signal::SIGTERM | Signal::SIGINT => Some(PowerRequest::Reboot),
+        Signal::SIGUSR2 | Signal::SIGPWR => Some(PowerRequest::Poweroff),
+        Signal::SIGUSR1 => Some(PowerRequest::Halt),
+        _ => None,
+    }
+}
+
+/// Restart delay after `failures` quick exits in a row: 1 s, 2 s, 4 s ... up to 60 s.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
+}
+
+/// A service that ran at least this long before exiting is restarted without penalty.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+enum State {
+    Disabled,
+    Waiting { since: Instant },
+    Setup { step: usize, pid: Pid },
+    Running { pid: Pid, since: Instant },
+    Backoff { until: Instant },
+    Done,
+}
+
+struct Unit {
+    svc: Service,
+    state: State,
+    failures: u32,
+    started_once: bool,
+}
+
+pub struct Supervisor {
+    units: Vec<Unit>,
+    signals: SignalFd,
+    buttons: Vec<File>,
+}
+
+pub fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGPWR,
+        Signal::SIGHUP,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+impl Supervisor {
+    /// Signals must already be blocked (see `handled_signals`).
+    pub fn new(services: Vec<Service>) -> nix::Result<Supervisor> {
+        let signals = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        let buttons = input::open_power_buttons(Path::new("/sys/class/input"), Path::new("/dev/input"));
+        if buttons.is_empty() {
+            log::debug!("no ACPI power button found");
+        }
+        let now = Instant::now();
+        let units = services
+            .into_iter()
+            .map(|svc| {
+                let enabled = svc.only_if_exists.as_deref().is_none_or(|p| Path::new(p).exists());
+                if !enabled {
+                    log::info!("service {}: not configured, not started", svc.name);
+                }
+                Unit {
+                    state: if enabled { State::Waiting { since: now } } else { State::Disabled },
+                    svc,
+                    failures: 0,
+                    started_once: false,
+                }
+            })
+            .collect();
+        Ok(Supervisor { units, signals, buttons })
+    }
+
+    /// Supervises until a power request arrives.
+    pub fn run(&mut self) -> PowerRequest {
+        loop {
+            self.advance();
+            let timeout = self.next_timeout();
+            if let Some(req) = self.wait_events(timeout) {
+                return req;
+            }
+        }
+    }
+
+    fn advance(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.units.len() {
+            let unit = &mut self.units[i];
+            match unit.state {
+                State::Backoff { until } if now >= until => unit.state = State::Waiting { since: now },
+                _ => {}
+            }
+            if let State::Waiting { since } = unit.state {
+                if conditions_met(&unit.svc, since) {
+                    self.begin(i, 0);
+                }
+            }
+        }
+    }
+
+    /// Runs setup step `step` (or the service itself once setup is done).
+    fn begin(&mut self, i: usize, step: usize) {
+        let unit = &mut self.units[i];
+        let name = unit.svc.name.clone();
+        let (argv, is_setup) = match unit.svc.setup.get(step) {
+            Some(cmd) => (cmd.clone(), true),
+            None => (unit.svc.exec.clone(), false),
+        };
+        match spawn(&name, &argv, unit.svc.output, &unit.svc.env) {
+            Ok(pid) if is_setup => unit.state = State::Setup { step, pid },
+            Ok(pid) => {
+                log::info!("service {name}: started (pid {pid}){}", if unit.started_once { " again" } else { "" });
+                unit.started_once = true;
+                unit.state = State::Running { pid, since: Instant::now() };
+            }
+            Err(e) => {
+                log::error!("service {name}: cannot start {}: {e}", argv[0]);
+                self.failed(i);
+            }
+        }
+    }
+
+    fn failed(&mut self, i: usize) {
+        let unit = &mut self.units[i];
+        if unit.svc.restart == Restart::Never {
+            unit.state = State::Done;
+            return;
+        }
+        let delay = backoff(unit.failures);
+        unit.failures += 1;
+        log::info!("service {}: restarting in {} s", unit.svc.name, delay.as_secs());
+        unit.state = State::Backoff { until: Instant::now() + delay };
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.units
+            .iter()
+            .filter_map(|u| match u.state {
+                State::Waiting { .. } => Some(Duration::from_millis(200)),
+                State::Backoff { until } => Some(until.saturating_duration_since(now)),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn wait_events(&mut self, timeout: Option<Duration>) -> Option<PowerRequest> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let ms = match timeout {
+            Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        fds.extend(self.buttons.iter().map(|b| PollFd::new(b.as_fd(), PollFlags::POLLIN)));
+        if poll(&mut fds, ms).is_err() {
+            return None;
+        }
+        let button_ready: Vec<bool> =
+            fds[1..].iter().map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))).collect();
+        drop(fds);
+        for (i, ready) in button_ready.into_iter().enumerate() {
+            if ready {
+                let mut buf = [0u8; input::EVENT_SIZE * 16];
+                if let Ok(n) = self.buttons[i].read(&mut buf) {
+                    if input::is_power_press(&buf[..n]) {
+                        log::info!("power button pressed");
+                        return Some(PowerRequest::Poweroff);
+                    }
+                }
+            }
+        }
+        let mut request = None;
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
+            if sig == Signal::SIGCHLD {
+                continue;
+            }
+            if let Some(r) = request_for(sig) {
+                log::info!("received {sig}: {r:?}");
+                request = Some(r);
+            }
+        }
+        self.reap();
+        request
+    }
+
+    /// Collects every exited child: services, their setup commands, and orphans that were
+    /// re-parented to PID 1.
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(s) => s,
+            };
+            let Some(pid) = status.pid() else { continue };
+            let ok = matches!(status, WaitStatus::Exited(_, 0));
+            let Some(i) = self.units.iter().position(|u| match u.state {
+                State::Setup { pid: p, .. } | State::Running { pid: p, .. } => p == pid,
+                _ => false,
+            }) else {
+                continue;
+            };
+            match self.units[i].state {
+                State::Setup { step, .. } => {
+                    if ok {
+                        self.begin(i, step + 1);
+                    } else {
+                        log::error!(
+                            "service {}: setup command {:?} failed: {status:?}",
+                            self.units[i].svc.name,
+                            self.units[i].svc.setup[step]
+                        );
+                        self.failed(i);
+                    }
+                }
+                State::Running { since, .. } => {
+                    let ran = since.elapsed();
+                    log::info!(
+                        "service {}: exited after {:.1} s: {}",
+                        self.units[i].svc.name,
+                        ran.as_secs_f64(),
+                        describe(&status)
+                    );
+                    if ran >= HEALTHY_RUN {
+                        self.units[i].failures = 0;
+                    }
+                    self.failed(i);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Stops services in reverse order, each with its own timeout, then every remaining
+    /// process.
+    pub fn stop_all(&mut self) {
+        for i in (0..self.units.len()).rev() {
+            let pid = match self.units[i].state {
+                State::Running { pid, .. } | State::Setup { pid, .. } => pid,
+                _ => continue,
+            };
+            let name = self.units[i].svc.name.clone();
+            let timeout = Duration::from_secs(self.units[i].svc.stop_timeout_secs);
+            let sig = self.units[i].svc.stop_signal.parse().unwrap_or(Signal::SIGTERM);
+            let start = Instant::now();
+            log::info!("shutdown: stopping {name}");
+            let _ = kill(pid, sig);
+            if !wait_gone(pid, timeout) {
+                log::warn!("shutdown: {name} did not stop within {} s; killing it", timeout.as_secs());
+                let _ = kill(pid, Signal::SIGKILL);
+                wait_gone(pid, Duration::from_secs(5));
+            }
+            log::info!("shutdown: {name} stopped ({:.1} s)", start.elapsed().as_secs_f64());
+            self.units[i].state = State::Done;
+        }
+        kill_everything();
+    }
+}
+
+fn describe(status: &WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, c) => format!("exit code {c}"),
+        WaitStatus::Signaled(_, s, _) => format!("killed by {s}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn conditions_met(svc: &Service, since: Instant) -> bool {
+    let waited = since.elapsed();
+    svc.wait_for.iter().all(|c| {
+        let met = match c {
+            Condition::NetworkOnline { .. } => net::network_online(),
+            Condition::PathExists { path, .. } => Path::new(path).exists(),
+        };
+        if !met && waited >= Duration::from_secs(c.timeout_secs()) {
+            log::warn!("service {}: {c:?} not met after {} s; starting anyway", svc.name, c.timeout_secs());
+            return true;
+        }
+        met
+    })
+}
+
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn spawn(name: &str, argv: &[String], output: Output, env: &[(String, String)]) -> std::io::Result<Pid> {
+    let (out, err) = match output {
+        Output::Null => (Stdio::null(), Stdio::null()),
+        Output::LogFile => {
+            let _ = std::fs::create_dir_all("/var/log");
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(format!("/var/log/{name}.log"))?;
+            (Stdio::from(f.try_clone()?), Stdio::from(f))
+        }
+    };
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .env("PATH", PATH)
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8")
+        .env("TERM", "linux")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: setsid is async-signal-safe; each service gets its own session so a
+    // getty can take a controlling terminal and signals to one do not hit the others.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Waits until `pid` has exited (reaping it and anything else that exits meanwhile).
+fn wait_gone(pid: Pid, timeout: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(s) if s.pid() == Some(pid) => return true,
+            Ok(_) => continue,
+            Err(nix::Error::ECHILD) => return true,
+            Err(_) => {}
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM to every process but PID 1, a grace period, then SIGKILL.
+fn kill_everything() {
+    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+    let start = Instant::now();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Err(nix::Error::ECHILD) => return,
+            Ok(WaitStatus::StillAlive) => {
+                if start.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => {}
+        }
+    }
+    log::warn!("shutdown: processes left after SIGTERM; sending SIGKILL");
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while !matches!(waitpid(Pid::from_raw(-1), None), Err(nix::Error::ECHILD)) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busybox_signal_convention() {
+        assert_eq!(request_for(Signal::SIGTERM), Some(PowerRequest::Reboot));
+        assert_eq!(request_for(Signal::SIGUSR2), Some(PowerRequest::Poweroff));
+        assert_eq!(request_for(Signal::SIGUSR1), Some(PowerRequest::Halt));
+        assert_eq!(request_for(Signal::SIGINT), Some(PowerRequest::Reboot));
+        assert_eq!(request_for(Signal::SIGHUP), None);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(32));
+        assert_eq!(backoff(6), Duration::from_secs(60));
+        assert_eq!(backoff(100), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,75 @@
+//! The VM test harness: QEMU command lines, a `Machine` driven over its serial console,
+//! and host-side helpers (HTTP, SSH, disk images) for the scenarios in `tests/`.
+
+pub mod console;
+pub mod host;
+pub mod machine;
+pub mod qemu;
+pub mod qmp;
+
+pub use machine::{Machine, Output};
+pub use qemu::{Boot, Config, Disk, Iface};
+
+use std::path::{Path, PathBuf};
+
+#[derive(thiserror::Error)]
+pub enum VmError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{machine}: timed out after {secs} s waiting for {what}\n--- last console lines ---\n{console}")]
+    Timeout { machine: String, what: String, secs: u64, console: String },
+    #[error("{machine}: login as {user} failed\n{console}")]
+    LoginFailed { machine: String, user: String, console: String },
+    #[error("{machine}: `{command}` exited with {code}:\n{output}")]
+    CommandFailed { machine: String, command: String, code: i32, output: String },
+    #[error("{machine}: `{command}` succeeded but should have failed:\n{output}")]
+    UnexpectedSuccess { machine: String, command: String, output: String },
+    #[error("host: {0}")]
+    Host(String),
+}
+
+// Test failures print Debug: make it the readable message.
+impl std::fmt::Debug for VmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// Scratch space for machines (console logs, disks): target/vm-tests.
+pub fn work_dir() -> PathBuf {
+    std::env::var_os("LIGHTWHALE_VM_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/vm-tests"))
+}
+
+/// The built artefacts the VM tests boot.
+pub struct Artifacts {
+    pub iso: PathBuf,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub rootfs_img: PathBuf,
+}
+
+pub fn artifacts() -> Result<Artifacts, VmError> {
+    let out = std::env::var_os("LIGHTWHALE_OUT").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("out"));
+    let a = Artifacts {
+        iso: out.join("lightwhale.iso"),
+        kernel: out.join("build/vmlinuz"),
+        initramfs: out.join("build/initramfs.img"),
+        rootfs_img: out.join("build/rootfs.img"),
+    };
+    for p in [&a.iso, &a.kernel, &a.initramfs, &a.rootfs_img] {
+        if !p.is_file() {
+            return Err(VmError::Setup(format!(
+                "{} is missing: run the VM tests with `cargo xtask test`, which builds the image first",
+                p.display()
+            )));
+        }
+    }
+    Ok(a)
+}
+
+/// Kernel command line of the ISO's default entry, for direct-kernel boots.
+pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200";

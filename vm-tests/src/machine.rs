@@ -1,0 +1,467 @@
+//! A Lightwhale VM under test, in the spirit of the NixOS test driver: start, read the
+//! serial console, log in through the real getty, run commands, reboot, power off, crash.
+
+use crate::console::{find, Console};
+use crate::qemu::Config;
+use crate::VmError;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Machine {
+    pub name: String,
+    config: Config,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    pub console: Console,
+    /// Where `wait_for_console_text` continues from.
+    cursor: usize,
+    dir: PathBuf,
+    /// (guest port -> host port)
+    ports: Vec<(u16, u16)>,
+    password: Option<String>,
+    nonce: u64,
+    /// When the current QEMU process started (for boot timings).
+    pub started: Instant,
+}
+
+/// Output and exit code of a command run in the guest.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub code: i32,
+    pub text: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// `'...'` quoting for sh.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        let Some(v) = val(c) else { continue };
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// Removes kernel log lines (`[   12.345678] ...` up to the end of the line) that the
+/// console interleaves with command output.
+pub fn strip_kernel_lines(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'[' {
+            let mut j = i + 1;
+            while j < b.len() && b[j] == b' ' {
+                j += 1;
+            }
+            let digits = |j: &mut usize| {
+                let st = *j;
+                while *j < b.len() && b[*j].is_ascii_digit() {
+                    *j += 1;
+                }
+                *j > st
+            };
+            if digits(&mut j)
+                && j < b.len()
+                && b[j] == b'.'
+                && {
+                    j += 1;
+                    digits(&mut j)
+                }
+                && j < b.len()
+                && b[j] == b']'
+            {
+                i = b[j..].iter().position(|&c| c == b'\n').map(|p| j + p + 1).unwrap_or(b.len());
+                continue;
+            }
+        }
+        if b[i] != b'\r' && b[i] != b'\n' {
+            out.push(b[i] as char);
+        }
+        i += 1;
+    }
+    out
+}
+
+impl Machine {
+    /// Starts QEMU. Host ports for the config's forwards are replaced by free ones, so
+    /// tests can run next to a `cargo xtask qemu` session.
+    pub fn start(name: &str, mut config: Config) -> Result<Machine, VmError> {
+        let dir = crate::work_dir().join(name);
+        // Nothing from an earlier run (console log, pinned host keys) may leak into this one.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| VmError::Setup(format!("{}: {e}", dir.display())))?;
+        let ports: Vec<(u16, u16)> = config.forwards.iter().map(|(_, g)| (*g, free_port())).collect();
+        config.forwards = ports.iter().map(|(g, h)| (*h, *g)).collect();
+        config.qmp = Some(dir.join("qmp.sock"));
+        if config.uefi && config.ovmf_vars.is_none() {
+            let vars = dir.join("OVMF_VARS.fd");
+            std::fs::copy(crate::qemu::OVMF_VARS, &vars)
+                .map_err(|e| VmError::Setup(format!("copying {}: {e} (install ovmf)", crate::qemu::OVMF_VARS)))?;
+            config.ovmf_vars = Some(vars);
+        }
+        let mut m = Machine {
+            name: name.into(),
+            config,
+            child: None,
+            stdin: None,
+            console: Console::default(),
+            cursor: 0,
+            dir,
+            ports,
+            password: None,
+            nonce: 0,
+            started: Instant::now(),
+        };
+        m.spawn()?;
+        Ok(m)
+    }
+
+    fn spawn(&mut self) -> Result<(), VmError> {
+        let _ = std::fs::remove_file(self.dir.join("qmp.sock"));
+        let log_path = self.dir.join("console.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| VmError::Setup(e.to_string()))?;
+        let stderr = std::fs::File::create(self.dir.join("qemu.stderr")).map_err(|e| VmError::Setup(e.to_string()))?;
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(self.config.args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| VmError::Setup(format!("starting qemu-system-x86_64: {e} (run `cargo xtask deps`)")))?;
+        self.started = Instant::now();
+        self.stdin = child.stdin.take();
+        // A fresh console per QEMU process: offsets from an earlier run do not apply.
+        self.console = Console::default();
+        self.console.attach(child.stdout.take().expect("piped"), log);
+        self.cursor = 0;
+        self.password = None;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn host_port(&self, guest: u16) -> u16 {
+        self.ports.iter().find(|(g, _)| *g == guest).map(|(_, h)| *h).unwrap_or(0)
+    }
+
+    fn err_timeout(&self, what: String, timeout: Duration) -> VmError {
+        VmError::Timeout { machine: self.name.clone(), what, secs: timeout.as_secs(), console: self.console.tail(40) }
+    }
+
+    /// Waits for `text` on the console after the previous match; returns the whole line.
+    pub fn wait_for_console_text(&mut self, text: &str, timeout: Duration) -> Result<String, VmError> {
+        let needle = text.as_bytes();
+        let found = self.console.wait(self.cursor, timeout, |t| {
+            find(t, needle).map(|i| {
+                let line_start = t[..i].iter().rposition(|&c| c == b'\n').map(|p| p + 1).unwrap_or(0);
+                let line_end = t[i..].iter().position(|&c| c == b'\n').map(|p| i + p).unwrap_or(t.len());
+                let line = String::from_utf8_lossy(&t[line_start..line_end]).trim_end_matches('\r').to_string();
+                (line, i + needle.len())
+            })
+        });
+        match found {
+            Some((line, end)) => {
+                self.cursor = end;
+                Ok(line)
+            }
+            None => Err(self.err_timeout(format!("console text {text:?}"), timeout)),
+        }
+    }
+
+    /// Waits for `text` without consuming it; returns the time since QEMU started.
+    pub fn time_until(&mut self, text: &str, timeout: Duration) -> Result<Duration, VmError> {
+        let found = self.console.wait(self.cursor, timeout, |t| find(t, text.as_bytes()).map(|i| ((), i)));
+        match found {
+            Some(_) => Ok(self.started.elapsed()),
+            None => Err(self.err_timeout(format!("console text {text:?}"), timeout)),
+        }
+    }
+
+    /// Like `wait_for_console_text` but for any of several texts; returns the index found.
+    pub fn wait_for_any(&mut self, texts: &[&str], timeout: Duration) -> Result<usize, VmError> {
+        let found = self.console.wait(self.cursor, timeout, |t| {
+            texts
+                .iter()
+                .enumerate()
+                .filter_map(|(k, n)| find(t, n.as_bytes()).map(|i| (i, k, n.len())))
+                .min()
+                .map(|(i, k, l)| (k, i + l))
+        });
+        match found {
+            Some((k, end)) => {
+                self.cursor = end;
+                Ok(k)
+            }
+            None => Err(self.err_timeout(format!("any of {texts:?}"), timeout)),
+        }
+    }
+
+    pub fn send(&mut self, text: &str) -> Result<(), VmError> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| VmError::Setup("machine is not running".into()))?;
+        stdin
+            .write_all(text.as_bytes())
+            .and_then(|_| stdin.flush())
+            .map_err(|e| VmError::Setup(format!("writing to the console: {e}")))
+    }
+
+    /// Logs in on the serial getty exactly as a person would, then turns off line editing
+    /// so commands and their output can be told apart.
+    pub fn login(&mut self, user: &str, password: &str, timeout: Duration) -> Result<(), VmError> {
+        self.wait_for_console_text("login: ", timeout)?;
+        // agetty may print the prompt before it is ready to read; a short pause avoids
+        // typing into the void.
+        std::thread::sleep(Duration::from_millis(500));
+        self.send(&format!("{user}\n"))?;
+        self.wait_for_console_text("Password: ", Duration::from_secs(60))?;
+        self.send(&format!("{password}\n"))?;
+        match self.wait_for_any(&["$ ", "# ", "Login incorrect"], Duration::from_secs(90))? {
+            2 => {
+                return Err(VmError::LoginFailed {
+                    machine: self.name.clone(),
+                    user: user.into(),
+                    console: self.console.tail(10),
+                })
+            }
+            _ => {}
+        }
+        self.password = Some(password.into());
+        self.send("set +o emacs +o vi; stty -echo; PS1=''; PS2=''\n")?;
+        let out = self.execute("echo ready", Duration::from_secs(60))?;
+        if out.text.trim() != "ready" {
+            return Err(VmError::Setup(format!("shell did not answer after login: {:?}", out.text)));
+        }
+        // Keep kernel and init messages off the console while commands run.
+        self.sudo("dmesg -n 1", Duration::from_secs(60))?;
+        Ok(())
+    }
+
+    /// Runs `cmd` in the logged-in shell (aliases included), returns its exit code and
+    /// combined output. Output travels base64-encoded between unique markers, so console
+    /// noise cannot corrupt it.
+    pub fn execute(&mut self, cmd: &str, timeout: Duration) -> Result<Output, VmError> {
+        self.nonce += 1;
+        let n = self.nonce;
+        let line = format!(
+            "eval \"$(printf %s {} | base64 -d)\" </dev/null >/tmp/.lw-out 2>&1; printf '@@LW%s:%s:' {n} $?; base64 -w0 /tmp/.lw-out; printf ':WL@@\\n'\n",
+            b64(cmd.as_bytes())
+        );
+        if line.len() > 4000 {
+            return Err(VmError::Setup(format!("command too long for the console ({} bytes)", line.len())));
+        }
+        self.send(&line)?;
+        let prefix = format!("@@LW{n}:");
+        let found = self.console.wait(self.cursor, timeout, |t| {
+            let i = find(t, prefix.as_bytes())?;
+            let rest = &t[i + prefix.len()..];
+            let end = find(rest, b":WL@@")?;
+            let body = String::from_utf8_lossy(&rest[..end]).into_owned();
+            let (code, data) = body.split_once(':')?;
+            Some(((code.parse::<i32>().unwrap_or(-1), data.to_string()), i + prefix.len() + end + 5))
+        });
+        match found {
+            Some(((code, data), end)) => {
+                self.cursor = end;
+                let clean = strip_kernel_lines(&data);
+                if let Some(bad) = clean.chars().find(|c| !(c.is_ascii_alphanumeric() || "+/=".contains(*c))) {
+                    return Err(VmError::Setup(format!(
+                        "output of {cmd:?} was garbled on the console (found {bad:?}): {data:?}"
+                    )));
+                }
+                Ok(Output { code, text: String::from_utf8_lossy(&b64_decode(&clean)).into_owned() })
+            }
+            None => Err(self.err_timeout(format!("command {cmd:?}"), timeout)),
+        }
+    }
+
+    /// Runs `cmd` and fails unless it exits 0.
+    pub fn succeed(&mut self, cmd: &str, timeout: Duration) -> Result<String, VmError> {
+        let o = self.execute(cmd, timeout)?;
+        if o.code != 0 {
+            return Err(VmError::CommandFailed {
+                machine: self.name.clone(),
+                command: cmd.into(),
+                code: o.code,
+                output: o.text,
+            });
+        }
+        Ok(o.text)
+    }
+
+    /// Runs `cmd` and fails if it exits 0.
+    pub fn fail(&mut self, cmd: &str, timeout: Duration) -> Result<String, VmError> {
+        let o = self.execute(cmd, timeout)?;
+        if o.code == 0 {
+            return Err(VmError::UnexpectedSuccess { machine: self.name.clone(), command: cmd.into(), output: o.text });
+        }
+        Ok(o.text)
+    }
+
+    /// `sudo sh -c cmd` with the login password fed to sudo on stdin.
+    pub fn sudo(&mut self, cmd: &str, timeout: Duration) -> Result<String, VmError> {
+        let pw = self.password.clone().unwrap_or_default();
+        self.succeed(
+            &format!("printf '%s\\n' {} | sudo -S -p '' sh -c {}", shell_quote(&pw), shell_quote(cmd)),
+            timeout,
+        )
+    }
+
+    /// Retries `cmd` until it succeeds (e.g. waiting for a service).
+    pub fn wait_until_succeeds(&mut self, cmd: &str, timeout: Duration) -> Result<String, VmError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let o = self.execute(cmd, left.max(Duration::from_secs(30)))?;
+            if o.code == 0 {
+                return Ok(o.text);
+            }
+            if Instant::now() >= deadline {
+                return Err(VmError::CommandFailed {
+                    machine: self.name.clone(),
+                    command: format!("{cmd} (retried for {} s)", timeout.as_secs()),
+                    code: o.code,
+                    output: o.text,
+                });
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Guest-initiated reboot through `sudo reboot`; QEMU keeps running. The console log
+    /// level is restored first so the shutdown messages are visible.
+    pub fn reboot(&mut self) -> Result<(), VmError> {
+        self.cursor = self.console.mark();
+        let pw = self.password.clone().unwrap_or_default();
+        self.send(&format!("printf '%s\\n' {} | sudo -S -p '' sh -c 'dmesg -n 7; reboot'\n", shell_quote(&pw)))?;
+        self.password = None;
+        self.wait_for_console_text("shutdown: rebooting", Duration::from_secs(180))?;
+        Ok(())
+    }
+
+    /// `sudo poweroff`, then waits for QEMU to exit.
+    pub fn shutdown(&mut self) -> Result<(), VmError> {
+        let pw = self.password.clone().unwrap_or_default();
+        self.send(&format!("printf '%s\\n' {} | sudo -S -p '' sh -c 'dmesg -n 7; poweroff'\n", shell_quote(&pw)))?;
+        self.wait_exit(Duration::from_secs(180))
+    }
+
+    /// ACPI power button (QMP system_powerdown), then waits for QEMU to exit.
+    pub fn press_power_button(&mut self) -> Result<(), VmError> {
+        crate::qmp::command(&self.dir.join("qmp.sock"), "system_powerdown")?;
+        self.wait_exit(Duration::from_secs(180))
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<(), VmError> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    self.child = None;
+                    self.stdin = None;
+                    return Ok(());
+                }
+            } else {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(self.err_timeout("QEMU to exit".into(), timeout))
+    }
+
+    /// Power cut: QEMU is killed, the guest gets no chance to flush anything.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.stdin = None;
+    }
+
+    /// Powers the machine on again (after `crash`, `shutdown` or a power button press),
+    /// with the same disks and ports.
+    pub fn power_on(&mut self) -> Result<(), VmError> {
+        self.crash();
+        self.spawn()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for s in ["", "a", "ab", "abc", "d info; echo 'x' | sudo tee /var/www/index.html"] {
+            assert_eq!(b64_decode(&b64(s.as_bytes())), s.as_bytes());
+        }
+        assert_eq!(b64(b"Man"), "TWFu");
+        assert_eq!(b64(b"Ma"), "TWE=");
+    }
+
+    #[test]
+    fn kernel_lines_are_removed_from_output() {
+        let noisy = "aGVs[   45.123456] virtio_net virtio0 eth0: link up\r\nbG8=";
+        assert_eq!(strip_kernel_lines(noisy), "aGVsbG8=");
+        assert_eq!(b64_decode(&strip_kernel_lines(noisy)), b"hello");
+        assert_eq!(strip_kernel_lines("a[b]c"), "a[b]c");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,181 @@
+//! The QEMU command line for a Lightwhale machine. Shared by `cargo xtask qemu` (for
+//! people) and the test harness, so both boot the image the same way.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Iface {
+    Ide,
+    Virtio,
+}
+
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub iface: Iface,
+    /// Writes go to a temporary overlay and are dropped: for attaching the ISO as a disk.
+    pub snapshot: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// The ISO as a CD-ROM (IDE on the BIOS machine, AHCI on q35).
+    Cdrom(PathBuf),
+    /// The ISO as a hard disk, as when it is written to a USB stick.
+    IsoAsDisk(PathBuf, Iface),
+    /// Kernel and initrds straight from files: skips the firmware and boot loader, for
+    /// tests that need kernel options the boot menu does not offer.
+    Kernel { kernel: PathBuf, initrds: Vec<PathBuf>, append: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub boot: Boot,
+    pub uefi: bool,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    /// Extra disks in order; the first IDE disk is the primary master.
+    pub disks: Vec<Disk>,
+    /// (host port on 127.0.0.1, guest port)
+    pub forwards: Vec<(u16, u16)>,
+    /// Writable copy of the UEFI variable store (needed when `uefi`).
+    pub ovmf_vars: Option<PathBuf>,
+    /// QMP control socket.
+    pub qmp: Option<PathBuf>,
+    /// `-nographic` with the monitor on stdio (interactive use) instead of a bare serial line.
+    pub interactive: bool,
+}
+
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+impl Config {
+    /// The seed guide's machine: 2 GiB, 2 vCPUs, BIOS, ISO as CD-ROM, ports 10022/10080.
+    pub fn new(boot: Boot) -> Config {
+        Config {
+            boot,
+            uefi: false,
+            memory_mb: 2048,
+            cpus: 2,
+            disks: Vec::new(),
+            forwards: vec![(10022, 22), (10080, 80)],
+            ovmf_vars: None,
+            qmp: None,
+            interactive: false,
+        }
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |s: &str| a.push(s.to_string());
+        // No usable KVM on our build machines; TCG works everywhere.
+        push("-accel");
+        push("tcg,thread=multi");
+        push("-machine");
+        push(if self.uefi { "q35" } else { "pc" });
+        push("-cpu");
+        push("max");
+        push("-m");
+        push(&self.memory_mb.to_string());
+        push("-smp");
+        push(&self.cpus.to_string());
+        if self.uefi {
+            push("-drive");
+            push(&format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
+            if let Some(vars) = &self.ovmf_vars {
+                push("-drive");
+                push(&format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+            }
+        }
+        let mut ide_index = 0;
+        // Disks first so the persistence disk is the IDE primary master, as in the guide.
+        for d in &self.disks {
+            drive(&mut a, &mut ide_index, &d.path, d.iface, false, d.snapshot);
+        }
+        match &self.boot {
+            Boot::Cdrom(iso) => {
+                // The secondary master, where `-cdrom` puts it.
+                ide_index = ide_index.max(2);
+                drive(&mut a, &mut ide_index, iso, Iface::Ide, true, false);
+                a.push("-boot".into());
+                a.push("d".into());
+            }
+            Boot::IsoAsDisk(iso, iface) => {
+                drive(&mut a, &mut ide_index, iso, *iface, false, true);
+            }
+            Boot::Kernel { kernel, initrds, append } => {
+                a.push("-kernel".into());
+                a.push(kernel.display().to_string());
+                a.push("-initrd".into());
+                a.push(initrds.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
+                a.push("-append".into());
+                a.push(append.clone());
+            }
+        }
+        let fwd: String = self.forwards.iter().map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}")).collect();
+        a.push("-nic".into());
+        a.push(format!("user,model=virtio-net-pci{fwd}"));
+        if self.interactive {
+            a.push("-nographic".into());
+        } else {
+            for s in ["-display", "none", "-serial", "stdio", "-monitor", "none"] {
+                a.push(s.into());
+            }
+        }
+        if let Some(q) = &self.qmp {
+            a.push("-qmp".into());
+            a.push(format!("unix:{},server=on,wait=off", q.display()));
+        }
+        a
+    }
+}
+
+fn drive(a: &mut Vec<String>, ide_index: &mut u32, path: &std::path::Path, iface: Iface, cdrom: bool, snapshot: bool) {
+    let p = path.display().to_string().replace(',', ",,");
+    let mut spec = format!("file={p},format=raw");
+    if snapshot {
+        spec.push_str(",snapshot=on");
+    }
+    if cdrom {
+        spec.push_str(",media=cdrom,readonly=on");
+    }
+    match iface {
+        Iface::Ide => {
+            spec.push_str(&format!(",if=ide,index={ide_index}"));
+            *ide_index += 1;
+        }
+        Iface::Virtio => spec.push_str(",if=virtio"),
+    }
+    a.push("-drive".into());
+    a.push(spec);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guide_machine_has_cdrom_and_forwards() {
+        let mut c = Config::new(Boot::Cdrom("out/lightwhale.iso".into()));
+        c.disks.push(Disk { path: "persistence.img".into(), iface: Iface::Ide, snapshot: false });
+        let a = c.args().join(" ");
+        assert!(a.contains("-drive file=persistence.img,format=raw,if=ide,index=0"), "{a}");
+        assert!(a.contains("file=out/lightwhale.iso,format=raw,media=cdrom,readonly=on,if=ide,index=2"), "{a}");
+        assert!(a.contains("-boot d"));
+        assert!(a.contains("hostfwd=tcp:127.0.0.1:10022-:22,hostfwd=tcp:127.0.0.1:10080-:80"));
+        assert!(a.contains("-m 2048"));
+        assert!(a.contains("-accel tcg"));
+    }
+
+    #[test]
+    fn uefi_uses_q35_and_ovmf() {
+        let mut c = Config::new(Boot::IsoAsDisk("x.iso".into(), Iface::Virtio));
+        c.uefi = true;
+        c.ovmf_vars = Some("vars.fd".into());
+        let a = c.args().join(" ");
+        assert!(a.contains("-machine q35"));
+        assert!(a.contains(OVMF_CODE));
+        assert!(a.contains("file=vars.fd"));
+        assert!(a.contains("file=x.iso,format=raw,snapshot=on,if=virtio"));
+    }
+}

@@ -1,0 +1,68 @@
+//! The early initramfs: the static Rust init, /dev/console, and the few kernel modules
+//! (with their dependencies) that stage 1 needs to mount the image.
+
+use super::cpio;
+use super::Ctx;
+use crate::error::{Error, IoContext, Result};
+use crate::modules::Module;
+use crate::util::Step;
+use lightwhale_init::kmod::DepTable;
+use std::path::{Path, PathBuf};
+
+const STEP: &str = "initramfs";
+
+pub fn build(ctx: &Ctx, modules: &[Module], init: &Path, tree: &Path, release: &str) -> Result<PathBuf> {
+    let step = Step::start("initramfs: init and stage 1 kernel modules");
+    let moddir = tree.join("usr/lib/modules").join(release);
+    let read = |name: &str| std::fs::read_to_string(moddir.join(name)).ctx(STEP, moddir.join(name));
+    let deps = DepTable::parse(&read("modules.dep")?, &read("modules.builtin")?);
+    let wanted: Vec<&str> = modules.iter().flat_map(|m| &m.toml.initramfs.kernel_modules).map(String::as_str).collect();
+    let (lines, unknown) = deps.closure_lines(wanted.iter().copied());
+    if !unknown.is_empty() {
+        return Err(Error::Step {
+            step: STEP,
+            message: format!(
+                "kernel modules {unknown:?} (from [initramfs] in module.toml) are not in kernel {release}"
+            ),
+        });
+    }
+
+    let out = ctx.build.join("initramfs.img");
+    let file = std::fs::File::create(&out).ctx(STEP, &out)?;
+    let mut w = cpio::Writer::new(std::io::BufWriter::new(file), ctx.epoch as u32);
+    let init_bytes = std::fs::read(init).ctx(STEP, init)?;
+    let kdir = format!("lib/modules/{release}");
+    let mut count = 0;
+    (|| -> std::io::Result<()> {
+        for d in ["dev", "proc", "sys", "run", "newroot", "lib", "lib/modules", &kdir] {
+            w.dir(d, 0o755)?;
+        }
+        w.chardev("dev/console", 0o600, 5, 1)?;
+        w.chardev("dev/null", 0o666, 1, 3)?;
+        w.file("init", 0o755, &init_bytes)?;
+        let mut made_dirs = std::collections::BTreeSet::new();
+        for line in &lines {
+            let rel = line.split(':').next().unwrap_or_default();
+            let mut prefix = String::new();
+            for comp in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
+                prefix = if prefix.is_empty() {
+                    comp.as_os_str().to_string_lossy().into_owned()
+                } else {
+                    format!("{prefix}/{}", comp.as_os_str().to_string_lossy())
+                };
+                if made_dirs.insert(prefix.clone()) {
+                    w.dir(&format!("{kdir}/{prefix}"), 0o755)?;
+                }
+            }
+            w.file(&format!("{kdir}/{rel}"), 0o644, &std::fs::read(moddir.join(rel))?)?;
+            count += 1;
+        }
+        w.file(&format!("{kdir}/modules.dep"), 0o644, (lines.join("\n") + "\n").as_bytes())?;
+        w.file(&format!("{kdir}/modules.builtin"), 0o644, &std::fs::read(moddir.join("modules.builtin"))?)?;
+        w.finish().map(|_| ())
+    })()
+    .ctx(STEP, &out)?;
+    let size = std::fs::metadata(&out).ctx(STEP, &out)?.len();
+    step.done(&format!("{count} kernel modules, {:.1} MB", size as f64 / 1e6));
+    Ok(out)
+}

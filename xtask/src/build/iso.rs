@@ -1,0 +1,144 @@
+//! The hybrid ISO: ISOLINUX for BIOS (CD and disk, via the isohybrid MBR), GRUB for UEFI
+//! (an EFI system partition image referenced from both El Torito and the GPT), and the
+//! kernel with its two initrds.
+
+use super::Ctx;
+use crate::error::{Error, IoContext, Result};
+use crate::util::{self, Step};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const STEP: &str = "iso";
+pub const VOLUME_ID: &str = lightwhale_init::persist::header::IMAGE_VOLUME_ID;
+/// Kernel command line shared by every boot entry (and by direct-kernel test boots).
+pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200";
+
+pub struct Inputs<'a> {
+    pub kernel: &'a Path,
+    pub initramfs: &'a Path,
+    pub rootfs_img: &'a Path,
+}
+
+fn isolinux_cfg() -> String {
+    format!(
+        "SERIAL 0 115200\nPROMPT 1\nTIMEOUT 10\nDEFAULT lightwhale\n\
+         SAY Lightwhale: booting in 1 s. Type \"ram\" for a boot that ignores persistence disks.\n\
+         LABEL lightwhale\n  KERNEL /boot/vmlinuz\n  INITRD /boot/initramfs.img,/boot/rootfs.img\n  APPEND {CMDLINE}\n\
+         LABEL ram\n  KERNEL /boot/vmlinuz\n  INITRD /boot/initramfs.img,/boot/rootfs.img\n  APPEND {CMDLINE} lightwhale.persistence=tmpfs\n"
+    )
+}
+
+fn grub_cfg() -> String {
+    let entry = |title: &str, extra: &str| {
+        format!("menuentry \"{title}\" {{\n  linux /boot/vmlinuz {CMDLINE}{extra}\n  initrd /boot/initramfs.img /boot/rootfs.img\n}}\n")
+    };
+    format!(
+        "serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n\
+         set timeout=1\nset default=0\n{}{}",
+        entry("Lightwhale", ""),
+        entry("Lightwhale (RAM only: ignore persistence disks)", " lightwhale.persistence=tmpfs")
+    )
+}
+
+/// GRUB's built-in config: find the ISO by a file only it has, then use its grub.cfg.
+const GRUB_EMBEDDED: &str = "search --no-floppy --set=root --file /boot/lightwhale.id\nset prefix=($root)/boot/grub\nconfigfile ($root)/boot/grub/grub.cfg\n";
+
+pub fn build(ctx: &Ctx, inputs: &Inputs) -> Result<PathBuf> {
+    let step = Step::start("iso: boot loaders and xorriso");
+    let root = ctx.build.join("iso-root");
+    if root.exists() {
+        std::fs::remove_dir_all(&root).ctx(STEP, &root)?;
+    }
+    for d in ["boot/grub", "isolinux", "EFI/BOOT"] {
+        std::fs::create_dir_all(root.join(d)).ctx(STEP, root.join(d))?;
+    }
+    let link_or_copy = |src: &Path, dst: PathBuf| -> Result<()> {
+        std::fs::hard_link(src, &dst).or_else(|_| std::fs::copy(src, &dst).map(|_| ())).ctx(STEP, &dst)
+    };
+    link_or_copy(inputs.kernel, root.join("boot/vmlinuz"))?;
+    link_or_copy(inputs.initramfs, root.join("boot/initramfs.img"))?;
+    link_or_copy(inputs.rootfs_img, root.join("boot/rootfs.img"))?;
+    std::fs::write(root.join("boot/lightwhale.id"), format!("{} {}\n", ctx.version, ctx.build_id)).ctx(STEP, &root)?;
+    std::fs::write(root.join("isolinux/isolinux.cfg"), isolinux_cfg()).ctx(STEP, &root)?;
+    std::fs::write(root.join("boot/grub/grub.cfg"), grub_cfg()).ctx(STEP, &root)?;
+    for (src, dst) in [
+        ("/usr/lib/ISOLINUX/isolinux.bin", "isolinux/isolinux.bin"),
+        ("/usr/lib/syslinux/modules/bios/ldlinux.c32", "isolinux/ldlinux.c32"),
+    ] {
+        std::fs::copy(src, root.join(dst)).map_err(|source| Error::Io { step: STEP, path: src.into(), source })?;
+    }
+
+    let efi = ctx.build.join("BOOTX64.EFI");
+    let embedded = ctx.build.join("grub-embedded.cfg");
+    std::fs::write(&embedded, GRUB_EMBEDDED).ctx(STEP, &embedded)?;
+    util::output(
+        STEP,
+        Command::new("grub-mkstandalone")
+            .env("SOURCE_DATE_EPOCH", ctx.epoch.to_string())
+            .args(["-O", "x86_64-efi", "--locales=", "--themes=", "--fonts=", "--compress=xz"])
+            .arg("--modules=part_gpt part_msdos iso9660 fat search search_fs_file configfile linux normal serial terminal echo test")
+            .arg("-o")
+            .arg(&efi)
+            .arg(format!("boot/grub/grub.cfg={}", embedded.display())),
+    )?;
+    std::fs::copy(&efi, root.join("EFI/BOOT/BOOTX64.EFI")).ctx(STEP, &efi)?;
+    let esp = root.join("boot/grub/efiboot.img");
+    make_esp(ctx, &efi, &esp)?;
+
+    // Same timestamps on every file, so two builds give the same ISO.
+    for p in util::walk(&root).ctx(STEP, &root)? {
+        set_mtime(&p, ctx.epoch)?;
+    }
+
+    let iso = ctx.out.join("lightwhale.iso");
+    let tmp = ctx.out.join("lightwhale.iso.tmp");
+    let mut cmd = Command::new("xorriso");
+    cmd.env("SOURCE_DATE_EPOCH", ctx.epoch.to_string())
+        .args(["-as", "mkisofs", "-quiet", "-iso-level", "3", "-full-iso9660-filenames", "-rational-rock", "-joliet"])
+        .args(["-volid", VOLUME_ID, "-appid", "Lightwhale"])
+        .args(["-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin"])
+        .args(["-eltorito-boot", "isolinux/isolinux.bin", "-eltorito-catalog", "isolinux/boot.cat"])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
+        .args(["-eltorito-alt-boot", "-e", "boot/grub/efiboot.img", "-no-emul-boot", "-isohybrid-gpt-basdat"])
+        .arg("-output")
+        .arg(&tmp)
+        .arg(&root);
+    util::output(STEP, &mut cmd)?;
+    std::fs::rename(&tmp, &iso).ctx(STEP, &iso)?;
+    let size = std::fs::metadata(&iso).ctx(STEP, &iso)?.len();
+    step.done(&format!("{} ({:.1} MB)", iso.display(), size as f64 / 1e6));
+    Ok(iso)
+}
+
+/// A FAT image holding EFI/BOOT/BOOTX64.EFI, with fixed volume id and timestamps.
+fn make_esp(ctx: &Ctx, efi: &Path, esp: &Path) -> Result<()> {
+    let efi_kib = std::fs::metadata(efi).ctx(STEP, efi)?.len().div_ceil(1024);
+    let kib = (efi_kib + 512).div_ceil(1024) * 1024;
+    let _ = std::fs::remove_file(esp);
+    util::output(
+        STEP,
+        Command::new("mkfs.vfat")
+            .args(["-C", "--invariant", "-i", "4c57484c", "-n", "LW-EFI"])
+            .arg(esp)
+            .arg(kib.to_string()),
+    )?;
+    let mtools = |args: &[&str]| {
+        util::output(
+            STEP,
+            Command::new(args[0])
+                .args(&args[1..])
+                .env("SOURCE_DATE_EPOCH", ctx.epoch.to_string())
+                .env("MTOOLS_SKIP_CHECK", "1"),
+        )
+    };
+    let img = esp.to_string_lossy();
+    mtools(&["mmd", "-i", &img, "::/EFI", "::/EFI/BOOT"])?;
+    mtools(&["mcopy", "-m", "-i", &img, &efi.to_string_lossy(), "::/EFI/BOOT/BOOTX64.EFI"])?;
+    Ok(())
+}
+
+fn set_mtime(p: &Path, epoch: u64) -> Result<()> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+    let times = std::fs::FileTimes::new().set_accessed(t).set_modified(t);
+    std::fs::File::open(p).and_then(|f| f.set_times(times)).ctx(STEP, p)
+}

@@ -1,0 +1,209 @@
+//! `cargo xtask iso`: the Debian-path build, in stages that each skip themselves when
+//! their inputs have not changed (a change to init/ only rebuilds the initramfs and ISO).
+
+pub mod cpio;
+pub mod image;
+pub mod initramfs;
+pub mod iso;
+pub mod rootfs;
+
+use crate::error::{Error, IoContext, Result};
+use crate::modules;
+use crate::util::{self, Stamp, Step};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+pub struct Ctx {
+    pub root: PathBuf,
+    pub out: PathBuf,
+    pub build: PathBuf,
+    pub cache: PathBuf,
+    pub suite: String,
+    pub mirror: String,
+    pub epoch: u64,
+    pub version: String,
+    pub build_id: String,
+}
+
+impl Ctx {
+    pub fn new(root: &Path) -> Ctx {
+        let out = root.join("out");
+        let cache = std::env::var_os("LIGHTWHALE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
+            });
+            base.join("lightwhale")
+        });
+        let epoch = source_date_epoch(root);
+        Ctx {
+            root: root.to_path_buf(),
+            build: out.join("build"),
+            out,
+            cache,
+            suite: std::env::var("LIGHTWHALE_SUITE").unwrap_or_else(|_| "trixie".into()),
+            mirror: std::env::var("LIGHTWHALE_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into()),
+            epoch,
+            version: env!("CARGO_PKG_VERSION").into(),
+            build_id: git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+        }
+    }
+}
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git").arg("-C").arg(root).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// SOURCE_DATE_EPOCH if set, else the last commit's time: every timestamp in the image
+/// comes from here, so the same sources give the same bytes.
+fn source_date_epoch(root: &Path) -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| git(root, &["log", "-1", "--format=%ct"]).and_then(|s| s.parse().ok()))
+        .unwrap_or(1_767_225_600)
+}
+
+pub struct Built {
+    pub iso: PathBuf,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub rootfs_img: PathBuf,
+    pub squashfs: PathBuf,
+}
+
+#[derive(Default, Clone, Copy)]
+pub struct Options {
+    /// Fetch fresh package lists instead of using the cached ones.
+    pub refresh: bool,
+    /// Rebuild the rootfs even when its inputs look unchanged.
+    pub force: bool,
+}
+
+pub fn paths(ctx: &Ctx) -> Built {
+    Built {
+        iso: ctx.out.join("lightwhale.iso"),
+        kernel: ctx.build.join("vmlinuz"),
+        initramfs: ctx.build.join("initramfs.img"),
+        rootfs_img: ctx.build.join("rootfs.img"),
+        squashfs: ctx.build.join("rootfs.squashfs"),
+    }
+}
+
+fn need_root() -> Result<()> {
+    if nix_uid() != 0 {
+        return Err(Error::Step {
+            step: "iso",
+            message: "building the image needs root (mmdebstrap --mode=root, chroot): run `sudo cargo xtask iso`"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+fn nix_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|u| u.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// The key of everything the rootfs stage reads.
+fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
+    let mut h = Sha256::new();
+    let modules = ctx.root.join("modules");
+    util::hash_tree(&modules, &mut h).ctx("rootfs", &modules)?;
+    h.update(rootfs::RECIPE);
+    h.update(image::SQUASHFS_OPTS.join(" "));
+    h.update(format!("{} {} {} {}", ctx.suite, ctx.mirror, ctx.epoch, opts.refresh));
+    // The cached package lists decide the package versions.
+    let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
+    if lists.join(".complete").exists() {
+        if let Ok(rd) = std::fs::read_dir(&lists) {
+            let mut names: Vec<PathBuf> =
+                rd.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with("Release")).collect();
+            names.sort();
+            for n in names {
+                h.update(std::fs::read(&n).unwrap_or_default());
+            }
+        }
+    }
+    Ok(util::hex(&h.finalize()))
+}
+
+/// Builds the static init with glibc (`+crt-static`): no musl target exists on our build
+/// machines. Its own target dir keeps the host build cache intact.
+pub fn build_init(ctx: &Ctx) -> Result<PathBuf> {
+    let step = Step::start("init: static release build");
+    let target_dir = ctx.root.join("target/init");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    util::run(
+        "init",
+        Command::new(cargo)
+            .current_dir(&ctx.root)
+            .args(["build", "--quiet", "--release", "-p", "lightwhale-init", "--target", "x86_64-unknown-linux-gnu"])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+        "Fix the compile error above.",
+    )?;
+    let bin = target_dir.join("x86_64-unknown-linux-gnu/release/lightwhale-init");
+    let size = std::fs::metadata(&bin).ctx("init", &bin)?.len();
+    step.done(&format!("{} ({:.1} MB)", bin.display(), size as f64 / 1e6));
+    Ok(bin)
+}
+
+pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
+    let start = Instant::now();
+    std::fs::create_dir_all(&ctx.build).ctx("iso", &ctx.build)?;
+    let mods = modules::load(&ctx.root.join("modules"))?;
+    let init = build_init(ctx)?;
+    let p = paths(ctx);
+
+    if opts.refresh {
+        let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
+        let _ = std::fs::remove_dir_all(&lists);
+    }
+    let stamp = Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?);
+    let tree = ctx.build.join("rootfs");
+    let release_file = ctx.build.join("kernel-release");
+    let release = if !opts.force && stamp.fresh() && tree.is_dir() && p.rootfs_img.is_file() && p.kernel.is_file() {
+        println!("==> rootfs, squashfs: unchanged since the last build, reused");
+        std::fs::read_to_string(&release_file).ctx("rootfs", &release_file)?.trim().to_string()
+    } else {
+        need_root()?;
+        stamp.clear();
+        let r = rootfs::build(ctx, &mods)?;
+        let sq = image::squashfs(ctx, &r.tree)?;
+        image::rootfs_img(ctx, &sq)?;
+        std::fs::write(&release_file, &r.kernel_release).ctx("rootfs", &release_file)?;
+        // The rootfs key may have changed if this run fetched the package lists.
+        Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?).write().ctx("rootfs", &ctx.build)?;
+        r.kernel_release
+    };
+
+    initramfs::build(ctx, &mods, &init, &tree, &release)?;
+
+    let mut h = Sha256::new();
+    for f in [&p.kernel, &p.initramfs, &p.rootfs_img] {
+        h.update(util::sha256_file(f).ctx("iso", f)?);
+    }
+    h.update(include_str!("iso.rs"));
+    h.update(format!("{} {}", ctx.epoch, ctx.build_id));
+    let iso_stamp = Stamp::new(ctx.build.join("iso.stamp"), util::hex(&h.finalize()));
+    if iso_stamp.fresh() && p.iso.is_file() {
+        println!("==> iso: unchanged, {} reused", p.iso.display());
+    } else {
+        iso::build(ctx, &iso::Inputs { kernel: &p.kernel, initramfs: &p.initramfs, rootfs_img: &p.rootfs_img })?;
+        iso_stamp.write().ctx("iso", &ctx.build)?;
+    }
+    println!("==> done in {:.1} s: {}", start.elapsed().as_secs_f64(), p.iso.display());
+    Ok(p)
+}

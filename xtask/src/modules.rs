@@ -1,0 +1,157 @@
+//! `modules/<name>/module.toml`: what each image feature contributes. The flake reads the
+//! same files with `builtins.fromTOML`, so both build paths agree on the contents.
+
+use crate::error::{Error, IoContext, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleToml {
+    pub description: String,
+    #[serde(default)]
+    pub debian: Debian,
+    #[serde(default)]
+    pub nix: Nix,
+    #[serde(default)]
+    pub initramfs: Initramfs,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub prune: Prune,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debian {
+    #[serde(default)]
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub stubs: Vec<Stub>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stub {
+    pub name: String,
+    pub provides: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nix {
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Initramfs {
+    #[serde(default)]
+    pub kernel_modules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default = "default_shell")]
+    pub shell: String,
+}
+
+fn default_shell() -> String {
+    "/bin/sh".into()
+}
+
+/// Paths removed from the image after packages are installed (globs relative to /).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prune {
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Kernel module directories (below lib/modules/<release>/kernel) to keep; when any
+    /// module lists some, every other directory is removed.
+    #[serde(default)]
+    pub keep_kernel_modules: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Module {
+    pub name: String,
+    pub dir: PathBuf,
+    pub toml: ModuleToml,
+}
+
+impl Module {
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn init_ron(&self) -> PathBuf {
+        self.dir.join("init.ron")
+    }
+}
+
+/// All modules in name order.
+pub fn load(modules_dir: &Path) -> Result<Vec<Module>> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(modules_dir).ctx("modules", modules_dir)?;
+    for e in rd.flatten() {
+        let dir = e.path();
+        let path = dir.join("module.toml");
+        if !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).ctx("modules", &path)?;
+        let toml: ModuleToml = toml::from_str(&text)
+            .map_err(|e| Error::Step { step: "modules", message: format!("{}: {e}", path.display()) })?;
+        out.push(Module { name: e.file_name().to_string_lossy().into_owned(), dir, toml });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    if out.is_empty() {
+        return Err(Error::Step {
+            step: "modules",
+            message: format!("no module.toml under {}", modules_dir.display()),
+        });
+    }
+    Ok(out)
+}
+
+pub fn debian_packages(modules: &[Module]) -> Vec<String> {
+    let mut v: Vec<String> = modules.iter().flat_map(|m| m.toml.debian.packages.iter().cloned()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_modules_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules");
+        let mods = load(&dir).unwrap();
+        let names: Vec<&str> = mods.iter().map(|m| m.name.as_str()).collect();
+        for n in ["base", "docker", "network", "ssh"] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        let pkgs = debian_packages(&mods);
+        for p in [
+            "docker.io",
+            "docker-cli",
+            "docker-compose",
+            "containerd",
+            "runc",
+            "openssh-server",
+            "sudo",
+            "linux-image-amd64",
+        ] {
+            assert!(pkgs.iter().any(|x| x == p), "{p} missing");
+        }
+        let op = mods.iter().flat_map(|m| &m.toml.users).find(|u| u.name == "op").unwrap();
+        assert_eq!(op.groups, vec!["sudo".to_string(), "docker".to_string()]);
+    }
+}

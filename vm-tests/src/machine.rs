@@ -259,15 +259,12 @@ impl Machine {
         self.send(&format!("{user}\n"))?;
         self.wait_for_console_text("Password: ", Duration::from_secs(60))?;
         self.send(&format!("{password}\n"))?;
-        match self.wait_for_any(&["$ ", "# ", "Login incorrect"], Duration::from_secs(90))? {
-            2 => {
-                return Err(VmError::LoginFailed {
-                    machine: self.name.clone(),
-                    user: user.into(),
-                    console: self.console.tail(10),
-                })
-            }
-            _ => {}
+        if self.wait_for_any(&["$ ", "# ", "Login incorrect"], Duration::from_secs(90))? == 2 {
+            return Err(VmError::LoginFailed {
+                machine: self.name.clone(),
+                user: user.into(),
+                console: self.console.tail(10),
+            });
         }
         self.password = Some(password.into());
         self.send("set +o emacs +o vi; stty -echo; PS1=''; PS2=''\n")?;

@@ -43,6 +43,52 @@ pub fn missing() -> Vec<&'static str> {
     PACKAGES.iter().map(|(p, _)| *p).filter(|p| !installed(p)).collect()
 }
 
+/// QEMU's major version, from `qemu-system-x86_64 --version`.
+fn qemu_major() -> Option<u32> {
+    let out = Command::new("qemu-system-x86_64").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.split("version ").nth(1)?;
+    v.split('.').next()?.trim().parse().ok()
+}
+
+/// Debian 12 ships QEMU 7.2, whose multi-threaded TCG breaks the guest kernel when it
+/// patches its own code (an int3 oops as soon as Docker loads netfilter modules; seen on
+/// our build machines). bookworm-backports has QEMU 10, which works.
+const MIN_QEMU: u32 = 8;
+const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/lightwhale-bookworm-backports.list";
+
+fn codename() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(|v| v.trim_matches('"').to_string()))
+        .unwrap_or_default()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// `cmd args...`, through sudo unless we are root.
+fn privileged(cmd: &str, args: &[&str]) -> Command {
+    let mut c = if is_root() { Command::new(cmd) } else { Command::new("sudo") };
+    if !is_root() {
+        c.arg(cmd);
+    }
+    c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    c
+}
+
+fn has_backports_source() -> bool {
+    let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        texts.extend(rd.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()));
+    }
+    texts.iter().any(|t| t.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("bookworm-backports")))
+}
+
 pub fn run() -> Result<()> {
     if !util::which("apt-get") {
         return Err(Error::Step {
@@ -51,32 +97,69 @@ pub fn run() -> Result<()> {
         });
     }
     let missing = missing();
-    if missing.is_empty() {
+    let qemu_old = || qemu_major().is_some_and(|v| v < MIN_QEMU);
+    if missing.is_empty() && !qemu_old() {
         println!("deps: all {} host packages are installed", PACKAGES.len());
         return Ok(());
     }
-    println!("deps: installing {}", missing.join(" "));
-    let sudo: &[&str] =
-        if std::fs::read_to_string("/proc/self/status").map(|s| s.contains("Uid:\t0\t")).unwrap_or(false) {
-            &[]
-        } else {
-            &["sudo"]
-        };
-    let apt = |args: &[&str]| {
-        let mut cmd = Command::new(if sudo.is_empty() { "apt-get" } else { "sudo" });
-        if !sudo.is_empty() {
-            cmd.arg("apt-get");
+    if !missing.is_empty() {
+        println!("deps: installing {}", missing.join(" "));
+        util::run(
+            "deps",
+            &mut privileged("apt-get", &["update", "-q"]),
+            "apt-get update failed: check the network and /etc/apt/sources.list",
+        )?;
+        let mut install = privileged("apt-get", &["install", "-y", "-q", "--no-install-recommends"]);
+        install.args(&missing);
+        util::run("deps", &mut install, "apt-get install failed: see its message above")?;
+    }
+    if qemu_old() {
+        if codename() != "bookworm" {
+            return Err(Error::Step {
+                step: "deps",
+                message: format!(
+                    "QEMU {} is too old: {MIN_QEMU} or newer is needed (older TCG corrupts the guest kernel); install a newer qemu-system-x86",
+                    qemu_major().unwrap_or(0)
+                ),
+            });
         }
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
-    };
-    util::run(
-        "deps",
-        &mut apt(&["update", "-q"]),
-        "apt-get update failed: check the network and /etc/apt/sources.list",
-    )?;
-    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
-    install.args(&missing);
-    util::run("deps", &mut install, "apt-get install failed: see its message above")?;
+        println!("deps: Debian 12's QEMU 7.2 crashes the guest under TCG; installing QEMU 10 from bookworm-backports");
+        if !has_backports_source() {
+            let line = "deb http://deb.debian.org/debian bookworm-backports main\n";
+            let mut tee = privileged("tee", &[BACKPORTS_LIST]);
+            let mut child = tee
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .map_err(|source| Error::Spawn { step: "deps", program: "tee".into(), source })?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                stdin.write_all(line.as_bytes()).map_err(|source| Error::Io {
+                    step: "deps",
+                    path: BACKPORTS_LIST.into(),
+                    source,
+                })?;
+            }
+            let _ = child.wait();
+        }
+        util::run("deps", &mut privileged("apt-get", &["update", "-q"]), "apt-get update failed: check the network")?;
+        util::run(
+            "deps",
+            &mut privileged(
+                "apt-get",
+                &[
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    "-t",
+                    "bookworm-backports",
+                    "qemu-system-x86",
+                    "qemu-utils",
+                ],
+            ),
+            "installing QEMU from bookworm-backports failed: see its message above",
+        )?;
+    }
     Ok(())
 }

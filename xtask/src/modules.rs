@@ -11,7 +11,9 @@ pub struct ModuleToml {
     pub description: String,
     #[serde(default)]
     pub debian: Debian,
+    /// Read by the flake only; parsing it here checks the shared schema.
     #[serde(default)]
+    #[allow(dead_code)]
     pub nix: Nix,
     #[serde(default)]
     pub initramfs: Initramfs,
@@ -39,6 +41,7 @@ pub struct Stub {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // the Debian path does not install nixpkgs attributes
 pub struct Nix {
     #[serde(default)]
     pub packages: Vec<String>,
@@ -150,6 +153,14 @@ mod tests {
             "linux-image-amd64",
         ] {
             assert!(pkgs.iter().any(|x| x == p), "{p} missing");
+        }
+        for m in &mods {
+            assert_eq!(
+                m.toml.debian.packages.is_empty(),
+                m.toml.nix.packages.is_empty(),
+                "{}: both build paths need packages",
+                m.name
+            );
         }
         let op = mods.iter().flat_map(|m| &m.toml.users).find(|u| u.name == "op").unwrap();
         assert_eq!(op.groups, vec!["sudo".to_string(), "docker".to_string()]);

@@ -13,7 +13,6 @@ pub struct Writer<W: Write> {
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;
-const S_IFLNK: u32 = 0o120000;
 
 impl<W: Write> Writer<W> {
     pub fn new(out: W, mtime: u32) -> Writer<W> {
@@ -86,12 +85,6 @@ impl<W: Write> Writer<W> {
         self.header(name, S_IFCHR | perm, 0, (major, minor))
     }
 
-    pub fn symlink(&mut self, name: &str, target: &str) -> io::Result<()> {
-        self.header(name, S_IFLNK | 0o777, target.len() as u64, (0, 0))?;
-        self.put(target.as_bytes())?;
-        self.pad()
-    }
-
     pub fn finish(mut self) -> io::Result<W> {
         self.header("TRAILER!!!", 0, 0, (0, 0))?;
         self.out.flush()?;
@@ -129,7 +122,6 @@ mod tests {
         let mut w = Writer::new(Vec::new(), 0);
         w.dir("a", 0o755).unwrap();
         w.file("a/b.txt", 0o644, b"hello\n").unwrap();
-        w.symlink("a/c", "b.txt").unwrap();
         let bytes = w.finish().unwrap();
         let mut child = std::process::Command::new("cpio")
             .args(["-it", "--quiet"])
@@ -139,6 +131,6 @@ mod tests {
             .unwrap();
         child.stdin.take().unwrap().write_all(&bytes).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "a\na/b.txt\na/c\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a\na/b.txt\n");
     }
 }

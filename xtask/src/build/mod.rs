@@ -71,7 +71,6 @@ pub struct Built {
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
     pub rootfs_img: PathBuf,
-    pub squashfs: PathBuf,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -88,7 +87,6 @@ pub fn paths(ctx: &Ctx) -> Built {
         kernel: ctx.build.join("vmlinuz"),
         initramfs: ctx.build.join("initramfs.img"),
         rootfs_img: ctx.build.join("rootfs.img"),
-        squashfs: ctx.build.join("rootfs.squashfs"),
     }
 }
 
@@ -164,6 +162,9 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
     let start = Instant::now();
     std::fs::create_dir_all(&ctx.build).ctx("iso", &ctx.build)?;
     let mods = modules::load(&ctx.root.join("modules"))?;
+    for m in &mods {
+        println!("    module {}: {}", m.name, m.toml.description);
+    }
     let init = build_init(ctx)?;
     let p = paths(ctx);
 

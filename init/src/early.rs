@@ -32,6 +32,7 @@ pub enum Persistence {
     Device {
         device: String,
         claimed: bool,
+        uuid: String,
     },
     Tmpfs {
         reason: String,
@@ -46,7 +47,9 @@ pub enum Persistence {
 impl Persistence {
     pub fn status_text(&self) -> String {
         match self {
-            Persistence::Device { device, claimed } => format!("mode=device\ndevice={device}\nclaimed={claimed}\n"),
+            Persistence::Device { device, claimed, uuid } => {
+                format!("mode=device\ndevice={device}\nclaimed={claimed}\nuuid={uuid}\n")
+            }
             Persistence::Tmpfs { reason } => format!("mode=tmpfs\nreason={reason}\n"),
             Persistence::Failed { device, error } => format!("mode=tmpfs\nfailed_device={device}\nerror={error}\n"),
         }
@@ -98,9 +101,11 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
     let step = logger::Step::start("persistence ready");
     let persistence = persistence(opts)?;
     step.done(&match &persistence {
-        Persistence::Device { device, claimed } => {
-            format!("{device} mounted at {}{}", persist::MOUNT_POINT, if *claimed { " (newly claimed)" } else { "" })
-        }
+        Persistence::Device { device, claimed, uuid } => format!(
+            "{device} (ext4 {uuid}) mounted at {}{}",
+            persist::MOUNT_POINT,
+            if *claimed { ", newly claimed" } else { "" }
+        ),
         Persistence::Tmpfs { reason } => format!("tmpfs at {} ({reason})", persist::MOUNT_POINT),
         Persistence::Failed { device, .. } => format!("tmpfs at {} because {device} failed", persist::MOUNT_POINT),
     });
@@ -192,7 +197,7 @@ fn mount_device(device: &str, fsck: bool, target: &Path, claimed: bool) -> Resul
         pmount::mount_ext4(&dev_path, target)
     })();
     match result {
-        Ok(()) => Ok(Persistence::Device { device: device.into(), claimed }),
+        Ok(()) => Ok(Persistence::Device { device: device.into(), claimed, uuid: fs_uuid(&dev_path) }),
         Err(e) => {
             for line in [
                 "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!".to_string(),
@@ -207,6 +212,14 @@ fn mount_device(device: &str, fsck: bool, target: &Path, claimed: bool) -> Resul
             Ok(Persistence::Failed { device: device.into(), error: e.to_string() })
         }
     }
+}
+
+/// The filesystem UUID, read back from the superblock after mounting.
+fn fs_uuid(dev: &Path) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let _ = std::fs::File::open(dev).and_then(|f| f.take(persist::ext4::SUPERBLOCK_END as u64).read_to_end(&mut head));
+    persist::ext4::parse(&head).map(|sb| sb.uuid_string()).unwrap_or_else(|| "unknown".into())
 }
 
 fn scan_sandboxed() -> Result<Vec<persist::DeviceReport>, sandbox::SandboxError> {

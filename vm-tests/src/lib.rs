@@ -73,3 +73,17 @@ pub fn artifacts() -> Result<Artifacts, VmError> {
 
 /// Kernel command line of the ISO's default entry, for direct-kernel boots.
 pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200";
+
+impl Artifacts {
+    /// A direct-kernel boot of the same kernel and initrds the ISO carries, with extra
+    /// kernel options.
+    pub fn kernel_boot(&self, extra_cmdline: &str) -> Result<Boot, VmError> {
+        let dir = work_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| VmError::Setup(e.to_string()))?;
+        let initrd = dir.join("initrd-combined.img");
+        let mut data = std::fs::read(&self.initramfs).map_err(|e| VmError::Setup(e.to_string()))?;
+        data.extend(std::fs::read(&self.rootfs_img).map_err(|e| VmError::Setup(e.to_string()))?);
+        std::fs::write(&initrd, data).map_err(|e| VmError::Setup(e.to_string()))?;
+        Ok(Boot::Kernel { kernel: self.kernel.clone(), initrd, append: format!("{CMDLINE} {extra_cmdline}") })
+    }
+}

@@ -23,9 +23,10 @@ pub enum Boot {
     Cdrom(PathBuf),
     /// The ISO as a hard disk, as when it is written to a USB stick.
     IsoAsDisk(PathBuf, Iface),
-    /// Kernel and initrds straight from files: skips the firmware and boot loader, for
-    /// tests that need kernel options the boot menu does not offer.
-    Kernel { kernel: PathBuf, initrds: Vec<PathBuf>, append: String },
+    /// Kernel and initrd straight from files: skips the firmware and boot loader, for
+    /// tests that need kernel options. `initrd` is the two initrds concatenated (the
+    /// kernel unpacks consecutive cpio archives; QEMU before 8 takes only one file).
+    Kernel { kernel: PathBuf, initrd: PathBuf, append: String },
 }
 
 #[derive(Debug, Clone)]
@@ -103,11 +104,11 @@ impl Config {
             Boot::IsoAsDisk(iso, iface) => {
                 drive(&mut a, &mut ide_index, iso, *iface, false, true);
             }
-            Boot::Kernel { kernel, initrds, append } => {
+            Boot::Kernel { kernel, initrd, append } => {
                 a.push("-kernel".into());
                 a.push(kernel.display().to_string());
                 a.push("-initrd".into());
-                a.push(initrds.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(","));
+                a.push(initrd.display().to_string());
                 a.push("-append".into());
                 a.push(append.clone());
             }

@@ -39,6 +39,26 @@ pub enum ClaimError {
 nix::ioctl_read!(blk_getsize64, 0x12, 114, u64);
 nix::ioctl_read_bad!(blk_sszget, 0x1268, libc::c_int);
 nix::ioctl_none!(blk_rrpart, 0x12, 95);
+nix::ioctl_write_ptr_bad!(blk_pg, 0x1269, BlkpgIoctlArg);
+
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut BlkpgPartition,
+}
+
+#[repr(C)]
+struct BlkpgPartition {
+    start: libc::c_longlong,
+    length: libc::c_longlong,
+    pno: libc::c_int,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+const BLKPG_ADD_PARTITION: libc::c_int = 1;
 
 /// Where to find things; the real system uses `/dev` and `/sys/class/block`, host tests
 /// use the same paths with loop devices.
@@ -116,7 +136,31 @@ pub fn claim(disk: &str, paths: &Paths, mkfs: Mkfs, random: [u8; 32]) -> Result<
     })?;
     // SAFETY: fd is an open block device.
     unsafe { blk_rrpart(fd) }.map_err(|e| ioctl_err("BLKRRPART (re-read partition table)", e))?;
-    wait_for_node(paths, disk, &part, Duration::from_secs(10))?;
+    if wait_for_node(paths, disk, &part, Duration::from_secs(3)).is_err() {
+        // A kernel that cannot parse GPT itself (some minimal VM kernels) still accepts
+        // the partition when told where it is, as `partx --add` does.
+        log::info!("claim {disk}: the kernel did not pick up the new partition table; adding {part} explicitly");
+        let mut p = BlkpgPartition {
+            start: (layout.first_lba * layout.sector_size) as libc::c_longlong,
+            length: layout.partition_bytes() as libc::c_longlong,
+            pno: 1,
+            devname: [0; 64],
+            volname: [0; 64],
+        };
+        let arg = BlkpgIoctlArg {
+            op: BLKPG_ADD_PARTITION,
+            flags: 0,
+            datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+            data: &mut p,
+        };
+        // SAFETY: arg points to a valid blkpg_partition for the duration of the call.
+        unsafe { blk_pg(fd, &arg) }.map_err(|e| ioctl_err("BLKPG_ADD_PARTITION", e))?;
+        wait_for_node(paths, disk, &part, Duration::from_secs(10))?;
+    }
+
+    // mke2fs opens the partition exclusively, which our exclusive hold on the whole disk
+    // would block; nothing else can grab the disk meanwhile (early boot, no automounter).
+    drop(file);
 
     log::info!("claim {disk}: step 2/{STEPS}: creating the ext4 filesystem on {part}");
     let part_path = paths.dev.join(&part);
@@ -132,6 +176,17 @@ pub fn claim(disk: &str, paths: &Paths, mkfs: Mkfs, random: [u8; 32]) -> Result<
     })?;
 
     log::info!("claim {disk}: step 4/{STEPS}: erasing the magic header");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&dev_path)
+        .map_err(|source| ClaimError::Open { disk: disk.into(), path: dev_path.clone(), source })?;
+    let mut sector0 = vec![0u8; gpt::MBR_BOOT_CODE_LEN];
+    file.read_exact_at(&mut sector0, 0).map_err(|source| ClaimError::Read { disk: disk.into(), source })?;
+    if !header::has_magic(&sector0) {
+        return Err(ClaimError::NoMagic { disk: disk.into() });
+    }
     let zeros = vec![0u8; gpt::MBR_BOOT_CODE_LEN];
     file.write_all_at(&zeros, 0).map_err(|source| ClaimError::Write {
         disk: disk.into(),

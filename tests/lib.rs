@@ -21,7 +21,11 @@ impl LoopDisk {
         use std::os::unix::fs::FileExt;
         f.write_all_at(first_bytes, 0).unwrap();
         drop(f);
-        let out = Command::new("losetup").args(["--find", "--show", "--partscan"]).arg(&file).output().expect("losetup (util-linux)");
+        let out = Command::new("losetup")
+            .args(["--find", "--show", "--partscan"])
+            .arg(&file)
+            .output()
+            .expect("losetup (util-linux)");
         assert!(out.status.success(), "losetup failed (needs root): {}", String::from_utf8_lossy(&out.stderr));
         let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let name = dev.trim_start_matches("/dev/").to_string();

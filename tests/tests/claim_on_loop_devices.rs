@@ -96,7 +96,10 @@ fn interrupted_claim_is_claimed_again() {
     assert!(matches!(claim::claim(&d.name, &paths(), &cut, [2u8; 32]), Err(claim::ClaimError::Mkfs { .. })));
     assert!(header::has_magic(&d.read(0, 512)), "the header must survive an interrupted claim");
     let reports = report(&d);
-    assert!(reports.iter().any(|r| r.ext4.as_ref().is_some_and(|s| s.label == "lightwhale-data")), "the half-claimed filesystem is visible");
+    assert!(
+        reports.iter().any(|r| r.ext4.as_ref().is_some_and(|s| s.label == "lightwhale-data")),
+        "the half-claimed filesystem is visible"
+    );
     // The labelled partition of a disk that still has the header is not trusted.
     assert_eq!(decide::decide(PersistenceMode::Auto, &reports).plan, Plan::Claim { disk: d.name.clone() });
     let first_uuid = blkid(&Path::new("/dev").join(scan::partition_name(&d.name, 1)), "UUID");

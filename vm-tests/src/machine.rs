@@ -213,6 +213,26 @@ impl Machine {
         }
     }
 
+    /// Waits for a complete console line (through its newline) that contains `text`;
+    /// returns the line. Use this when the rest of the line matters.
+    pub fn wait_for_console_line(&mut self, text: &str, timeout: Duration) -> Result<String, VmError> {
+        let needle = text.as_bytes();
+        let found = self.console.wait(self.cursor, timeout, |t| {
+            let i = find(t, needle)?;
+            let line_end = i + t[i..].iter().position(|&c| c == b'\n')?;
+            let line_start = t[..i].iter().rposition(|&c| c == b'\n').map(|p| p + 1).unwrap_or(0);
+            let line = String::from_utf8_lossy(&t[line_start..line_end]).trim_end_matches('\r').to_string();
+            Some((line, line_end + 1))
+        });
+        match found {
+            Some((line, end)) => {
+                self.cursor = end;
+                Ok(line)
+            }
+            None => Err(self.err_timeout(format!("console line with {text:?}"), timeout)),
+        }
+    }
+
     /// Waits for `text` without consuming it; returns the time since QEMU started.
     pub fn time_until(&mut self, text: &str, timeout: Duration) -> Result<Duration, VmError> {
         let found = self.console.wait(self.cursor, timeout, |t| find(t, text.as_bytes()).map(|i| ((), i)));

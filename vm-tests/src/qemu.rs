@@ -102,7 +102,15 @@ impl Config {
                 a.push("d".into());
             }
             Boot::IsoAsDisk(iso, iface) => {
-                drive(&mut a, &mut ide_index, iso, *iface, false, true);
+                // bootindex: the firmware must try the image before any blank disk.
+                let p = iso.display().to_string().replace(',', ",,");
+                a.push("-drive".into());
+                a.push(format!("file={p},format=raw,snapshot=on,if=none,id=bootiso"));
+                a.push("-device".into());
+                a.push(match iface {
+                    Iface::Virtio => "virtio-blk-pci,drive=bootiso,bootindex=0".to_string(),
+                    Iface::Ide => "ide-hd,drive=bootiso,bootindex=0".to_string(),
+                });
             }
             Boot::Kernel { kernel, initrd, append } => {
                 a.push("-kernel".into());
@@ -177,6 +185,8 @@ mod tests {
         assert!(a.contains("-machine q35"));
         assert!(a.contains(OVMF_CODE));
         assert!(a.contains("file=vars.fd"));
-        assert!(a.contains("file=x.iso,format=raw,snapshot=on,if=virtio"));
+        assert!(a.contains(
+            "file=x.iso,format=raw,snapshot=on,if=none,id=bootiso -device virtio-blk-pci,drive=bootiso,bootindex=0"
+        ));
     }
 }

@@ -20,7 +20,7 @@ fn field(status: &str, key: &str) -> String {
 
 /// The line of the console that reports the persistence outcome of the current boot.
 fn persistence_line(m: &mut Machine) -> Result<String, VmError> {
-    m.wait_for_console_text("lightwhale: persistence ready:", 5 * MIN)
+    m.wait_for_console_line("lightwhale: persistence ready:", 5 * MIN)
 }
 
 /// A disk with some non-zero content, so "unchanged" means something.
@@ -65,7 +65,7 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     // Boot 1: the claim, on the console.
     m.wait_for_console_text("scan: sda 700 MiB, magic header", 5 * MIN)?;
     m.wait_for_console_text("boot image", MIN)?;
-    let claimed = m.wait_for_console_text("lightwhale: claim: claimed sda", 5 * MIN)?;
+    let claimed = m.wait_for_console_line("lightwhale: claim: claimed sda", 5 * MIN)?;
     println!("TIMING claim of a 700 MiB IDE disk: {claimed}");
     let line = persistence_line(&mut m)?;
     assert!(line.contains("sda1") && line.contains("newly claimed"), "{line}");
@@ -74,7 +74,8 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     assert_eq!(field(&st, "device"), "sda1", "{st}");
     let uuid = field(&st, "uuid");
     assert_eq!(uuid.len(), 36, "{st}");
-    assert!(m.succeed("findmnt -n -o FSTYPE,SOURCE /mnt/lightwhale-data", MIN)?.contains("ext4 /dev/sda1"));
+    assert_eq!(m.succeed("findmnt -n -o SOURCE /mnt/lightwhale-data", MIN)?.trim(), "/dev/sda1");
+    assert_eq!(m.succeed("findmnt -n -o FSTYPE /mnt/lightwhale-data", MIN)?.trim(), "ext4");
     assert!(m.succeed("findmnt -n -o FSTYPE /etc", MIN)?.contains("overlay"));
 
     // The user's changes: an SSH key installed from the host, web content, a container.
@@ -83,7 +84,10 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     let ssh = Ssh::new(m.host_port(22), "op", m.dir());
     ssh.run_retry(
         Auth::Password("opsecret"),
-        &format!("mkdir -p -m 700 ~/.ssh && echo '{}' >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys", pubkey.trim()),
+        &format!(
+            "mkdir -p -m 700 ~/.ssh && echo '{}' >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys",
+            pubkey.trim()
+        ),
         3 * MIN,
     )?;
     let host_key = ssh.pinned_host_keys();
@@ -91,7 +95,10 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     m.succeed("echo 'persisted page' | sudo tee /var/www/index.html && echo boot-1 > ~/boot1.txt", MIN)?;
     m.wait_until_succeeds("d info", 5 * MIN)?;
     m.succeed("mkdir -p /tmp/img && cp /usr/bin/busybox /tmp/img/ && tar -C /tmp/img -c busybox | d import -c 'ENTRYPOINT [\"/busybox\"]' - lw/httpd", 3 * MIN)?;
-    m.succeed("d run -d --restart unless-stopped --name web -p 80:80 -v /var/www:/public lw/httpd httpd -f -p 80 -h /public", 3 * MIN)?;
+    m.succeed(
+        "d run -d --restart unless-stopped --name web -p 80:80 -v /var/www:/public lw/httpd httpd -f -p 80 -h /public",
+        3 * MIN,
+    )?;
     assert!(host::http_get_retry(m.host_port(80), "/", 2 * MIN)?.contains("persisted page"));
     assert!(m.succeed("ls /mnt/lightwhale-data", MIN)?.contains("docker"));
 
@@ -162,7 +169,7 @@ fn power_cuts_during_claim_and_after_sync() -> Result<(), VmError> {
         if i > 0 {
             m.power_on()?;
         }
-        let line = m.wait_for_console_text(&format!("claim sda: {step}"), 5 * MIN)?;
+        let line = m.wait_for_console_line(&format!("claim sda: {step}"), 5 * MIN)?;
         m.crash();
         println!("power cut at: {line}");
     }

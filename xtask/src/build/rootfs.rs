@@ -21,12 +21,45 @@ pub struct Rootfs {
 
 pub fn build(ctx: &Ctx, modules: &[Module]) -> Result<Rootfs> {
     let tree = ctx.build.join("rootfs");
-    if tree.exists() {
-        std::fs::remove_dir_all(&tree).ctx(STEP, &tree)?;
-    }
-    mmdebstrap(ctx, modules, &tree)?;
+    remove_tree(&tree)?;
+    let made = mmdebstrap(ctx, modules, &tree);
+    // A failed mmdebstrap can leave its bind mounts behind; never leave them mounted.
+    unmount_below(&tree);
+    made?;
     let kernel_release = customize(ctx, modules, &tree)?;
     Ok(Rootfs { tree, kernel_release })
+}
+
+/// Mount points at or below `dir`, deepest first (from /proc/self/mountinfo).
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut v: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| *m == prefix || m.starts_with(&format!("{prefix}/")))
+        .map(str::to_string)
+        .collect();
+    v.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    v
+}
+
+fn unmount_below(dir: &Path) {
+    for m in mounts_below(dir) {
+        let _ = Command::new("umount").arg("--lazy").arg(&m).status();
+    }
+}
+
+/// Deletes an old tree, but never through a mount point (that would delete host files).
+fn remove_tree(tree: &Path) -> Result<()> {
+    if !tree.exists() {
+        return Ok(());
+    }
+    unmount_below(tree);
+    if let Some(m) = mounts_below(tree).first() {
+        return Err(Error::Step { step: STEP, message: format!("{m} is still mounted; unmount it, then build again") });
+    }
+    std::fs::remove_dir_all(tree).ctx(STEP, tree)
 }
 
 fn mmdebstrap(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<()> {

@@ -4,6 +4,12 @@
 
 use std::time::Duration;
 
+/// The kernel command line every Lightwhale boot entry uses (boot loaders, direct-kernel
+/// test boots). Serial console last, so it is /dev/console. Transparent huge pages off:
+/// with THP the kernel keeps ~70 MB free as a reserve on a 2 GiB machine and Go daemons
+/// (dockerd, containerd) grow by tens of MB; a small Docker host is better without.
+pub const KERNEL_CMDLINE: &str = "console=tty0 console=ttyS0,115200 transparent_hugepage=never";
+
 /// What to do about persistence on this boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PersistenceMode {

@@ -74,11 +74,15 @@ fn block_devices(sys: &Path) -> Vec<String> {
 pub fn settle(loader: &Loader, sys: &Path, deny: &[String], max: Duration) -> Settled {
     let start = Instant::now();
     let mut tried = BTreeSet::new();
+    let mut seen_aliases: BTreeSet<String> = BTreeSet::new();
     let mut loaded = Vec::new();
     let mut blocks = block_devices(sys);
     let mut quiet_since = Instant::now();
     loop {
-        let want = modules_for(loader, &modaliases(sys), deny, &tried);
+        // Only devices that appeared since the last pass need a lookup.
+        let fresh: BTreeSet<String> = modaliases(sys).difference(&seen_aliases).cloned().collect();
+        seen_aliases.extend(fresh.iter().cloned());
+        let want = modules_for(loader, &fresh, deny, &tried);
         tried.extend(want.iter().cloned());
         let (new, errors) = loader.load(want.iter().map(String::as_str));
         for e in errors {
@@ -91,7 +95,7 @@ pub fn settle(loader: &Loader, sys: &Path, deny: &[String], max: Duration) -> Se
         }
         loaded.extend(new);
         let usb_storage = crate::kmod::load::is_loaded("usb_storage") || crate::kmod::load::is_loaded("uas");
-        let quiet = if usb_storage { Duration::from_secs(3) } else { Duration::from_millis(500) };
+        let quiet = if usb_storage { Duration::from_secs(3) } else { Duration::from_millis(300) };
         let timed_out = start.elapsed() >= max;
         if quiet_since.elapsed() >= quiet || timed_out {
             return Settled { loaded, block_devices: blocks, waited: start.elapsed(), timed_out, usb_storage };

@@ -30,8 +30,29 @@ pub fn network_online() -> bool {
     has_default_route(&r4, &r6)
 }
 
-/// `ip link set lo up`, without needing iproute2.
-pub fn loopback_up() -> std::io::Result<()> {
+/// Pure: the interfaces DHCP is for (wired NICs named by the kernel), as in dhcpcd.conf.
+pub fn is_wired(name: &str) -> bool {
+    name.starts_with("eth") || name.starts_with("en")
+}
+
+/// Brings `lo` and every wired NIC up, so carrier detection runs while the rest of the
+/// system starts instead of after dhcpcd has started.
+pub fn links_up() -> Vec<String> {
+    let mut up = Vec::new();
+    let names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    for n in names.iter().filter(|n| *n == "lo" || is_wired(n)) {
+        match link_up(n) {
+            Ok(()) => up.push(n.clone()),
+            Err(e) => log::warn!("bringing up {n}: {e}"),
+        }
+    }
+    up
+}
+
+/// `ip link set <name> up`, without needing iproute2.
+pub fn link_up(name: &str) -> std::io::Result<()> {
     // SAFETY: plain socket creation; the fd is owned by the File below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -41,8 +62,8 @@ pub fn loopback_up() -> std::io::Result<()> {
     let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     // SAFETY: ifreq is plain data; all-zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in b"lo".iter().enumerate() {
-        req.ifr_name[i] = *b as libc::c_char;
+    for (i, b) in name.bytes().take(libc::IFNAMSIZ - 1).enumerate() {
+        req.ifr_name[i] = b as libc::c_char;
     }
     // SAFETY: req is a valid ifreq for the duration of both calls.
     unsafe {
@@ -62,6 +83,15 @@ mod tests {
     use super::*;
 
     const HEAD: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n";
+
+    #[test]
+    fn wired_names() {
+        assert!(is_wired("eth0"));
+        assert!(is_wired("enp3s0"));
+        assert!(!is_wired("wlan0"));
+        assert!(!is_wired("docker0"));
+        assert!(!is_wired("veth1234"));
+    }
 
     #[test]
     fn default_route_v4() {

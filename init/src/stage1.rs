@@ -52,6 +52,23 @@ pub fn run() -> Result<cmdline::Options, Stage1Error> {
         log::warn!("unknown kernel option {u} ignored (known: lightwhale.persistence=auto|tmpfs, lightwhale.debug, lightwhale.settle=SECONDS)");
     }
 
+    load_initramfs_modules()?;
+    let step = logger::Step::start("image verified");
+    let size = image::verify_image(
+        Path::new(image::SQUASHFS),
+        Path::new(image::SQUASHFS_SHA256),
+        Path::new(image::SQUASHFS_CHUNKS),
+    )?;
+    step.done(&format!("{} MiB, SHA-256 matches", size >> 20));
+    mount_image()?;
+    let step = logger::Step::start("switch root");
+    switch_root(Path::new(NEW_ROOT))?;
+    step.done("now running in the image");
+    Ok(opts)
+}
+
+/// Loads every module the initramfs carries (loop, squashfs and their dependencies).
+pub fn load_initramfs_modules() -> Result<(), Stage1Error> {
     let step = logger::Step::start("initramfs modules");
     let release = kernel_release();
     let loader = kmod::Loader::open(&Path::new("/lib/modules").join(&release))?;
@@ -61,11 +78,11 @@ pub fn run() -> Result<cmdline::Options, Stage1Error> {
         return Err(e.into());
     }
     step.done(&format!("{} loaded for kernel {release}", loaded.join(", ")));
+    Ok(())
+}
 
-    let step = logger::Step::start("image verified");
-    let size = image::verify(Path::new(image::SQUASHFS), Path::new(image::SQUASHFS_SHA256))?;
-    step.done(&format!("{} MiB, SHA-256 matches", size >> 20));
-
+/// Loop-mounts the squashfs read-only at NEW_ROOT.
+pub fn mount_image() -> Result<(), Stage1Error> {
     let step = logger::Step::start("squashfs mounted");
     let dev = loopdev::attach_read_only(Path::new(image::SQUASHFS))?;
     let root = Path::new(NEW_ROOT);
@@ -73,17 +90,13 @@ pub fn run() -> Result<cmdline::Options, Stage1Error> {
     mounts::fs(&dev.path.to_string_lossy(), root, "squashfs", MsFlags::MS_RDONLY | MsFlags::MS_NODEV, None)?;
     step.done(&format!("{} on {NEW_ROOT} (read-only)", dev.path.display()));
     drop(dev);
-
-    let step = logger::Step::start("switch root");
-    switch_root(root)?;
-    step.done("now running in the image");
-    Ok(opts)
+    Ok(())
 }
 
 /// Like util-linux switch_root: move the kernel filesystems, free the initramfs, then
 /// make the image the root. PID 1 keeps running this same process (stage 2 continues
 /// in-process), so no second copy of the init needs to live in the image.
-fn switch_root(root: &Path) -> Result<(), Stage1Error> {
+pub fn switch_root(root: &Path) -> Result<(), Stage1Error> {
     for m in ["dev", "proc", "sys", "run"] {
         mounts::move_mount(&Path::new("/").join(m), &root.join(m))?;
     }

@@ -17,9 +17,7 @@ pub fn run(early: Early) -> ! {
     if let Err(e) = nix::unistd::sethostname(&hostname) {
         log::warn!("setting hostname {hostname}: {e}");
     }
-    if let Err(e) = net::loopback_up() {
-        log::warn!("bringing up lo: {e}");
-    }
+    let links = net::links_up();
     for (src, target, fstype, flags, data) in [
         ("devpts", "/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("gid=5,mode=620,ptmxmode=666")),
         ("tmpfs", "/dev/shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777")),
@@ -39,7 +37,7 @@ pub fn run(early: Early) -> ! {
     }
     let n = sysctl::apply_all();
     ensure_machine_id();
-    step.done(&format!("hostname {hostname}, lo up, cgroup2, {n} sysctls"));
+    step.done(&format!("hostname {hostname}, {} up, cgroup2, {n} sysctls", links.join(" ")));
 
     // From here on signals are read from a signalfd; children get a clean mask (std resets it).
     if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervisor::handled_signals()), None) {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct Inner {
     bytes: Vec<u8>,
+    /// (end offset of a chunk, when it arrived): for timing console markers.
+    arrivals: Vec<(usize, Instant)>,
     closed: bool,
 }
 
@@ -28,7 +30,11 @@ impl Console {
                     Ok(n) => {
                         let _ = log.write_all(&buf[..n]);
                         let (m, cv) = &*me.inner;
-                        m.lock().unwrap().bytes.extend_from_slice(&buf[..n]);
+                        let mut g = m.lock().unwrap();
+                        g.bytes.extend_from_slice(&buf[..n]);
+                        let end = g.bytes.len();
+                        g.arrivals.push((end, Instant::now()));
+                        drop(g);
                         cv.notify_all();
                     }
                 }
@@ -42,6 +48,13 @@ impl Console {
     /// Current end of the buffer: later waits can start here.
     pub fn mark(&self) -> usize {
         self.inner.0.lock().unwrap().bytes.len()
+    }
+
+    /// When the byte at `offset` arrived from QEMU.
+    pub fn arrival(&self, offset: usize) -> Option<Instant> {
+        let g = self.inner.0.lock().unwrap();
+        let i = g.arrivals.partition_point(|(end, _)| *end <= offset);
+        g.arrivals.get(i).map(|(_, t)| *t)
     }
 
     pub fn text_since(&self, from: usize) -> String {

@@ -186,18 +186,13 @@ pub fn write_magic_header(path: &Path) -> Result<(), VmError> {
     Ok(())
 }
 
+/// A sparse disk of `bytes` that asks to be claimed.
+pub fn magic_disk(path: &Path, bytes: u64) -> Result<(), VmError> {
+    blank_disk(path, bytes)?;
+    write_magic_header(path)
+}
+
 pub fn sha256_of(path: &Path) -> Result<String, VmError> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| host_err("hashing", e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| host_err("hashing", e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    lightwhale_init::image::sha256_hex(&mut f).map_err(|e| host_err("hashing", e))
 }

@@ -72,7 +72,7 @@ pub fn artifacts() -> Result<Artifacts, VmError> {
 }
 
 /// Kernel command line of the ISO's default entry, for direct-kernel boots.
-pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200";
+pub const CMDLINE: &str = lightwhale_init::cmdline::KERNEL_CMDLINE;
 
 impl Artifacts {
     /// A direct-kernel boot of the same kernel and initrds the ISO carries, with extra

@@ -233,11 +233,15 @@ impl Machine {
         }
     }
 
-    /// Waits for `text` without consuming it; returns the time since QEMU started.
+    /// Waits for `text` without consuming it; returns when it arrived, measured from the
+    /// start of QEMU (exact even if it arrived before this call).
     pub fn time_until(&mut self, text: &str, timeout: Duration) -> Result<Duration, VmError> {
-        let found = self.console.wait(self.cursor, timeout, |t| find(t, text.as_bytes()).map(|i| ((), i)));
+        let found = self.console.wait(self.cursor, timeout, |t| find(t, text.as_bytes()).map(|i| (i, i)));
         match found {
-            Some(_) => Ok(self.started.elapsed()),
+            Some((_, at)) => {
+                let arrived = self.console.arrival(at).unwrap_or_else(Instant::now);
+                Ok(arrived.saturating_duration_since(self.started))
+            }
             None => Err(self.err_timeout(format!("console text {text:?}"), timeout)),
         }
     }

@@ -23,6 +23,14 @@ fn persistence_line(m: &mut Machine) -> Result<String, VmError> {
     m.wait_for_console_line("lightwhale: persistence ready:", 5 * MIN)
 }
 
+/// An empty directory for this test's disk images.
+fn fresh_dir(name: &str) -> Result<std::path::PathBuf, VmError> {
+    let dir = work_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| VmError::Host(e.to_string()))?;
+    Ok(dir)
+}
+
 /// A disk with some non-zero content, so "unchanged" means something.
 fn bystander_disk(path: &Path) -> Result<(), VmError> {
     host::blank_disk(path, 128 * MIB)?;
@@ -37,14 +45,10 @@ fn bystander_disk(path: &Path) -> Result<(), VmError> {
 #[ignore = "boots the ISO under QEMU: run with `cargo xtask test`"]
 fn persistence_walkthrough() -> Result<(), VmError> {
     let a = artifacts()?;
-    let dir = work_dir().join("persistence-disks");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| VmError::Host(e.to_string()))?;
+    let dir = fresh_dir("persistence-disks")?;
 
-    // As the guide says: a 700 MiB image with the header written by echo | dd.
     let disk = dir.join("persistence.img");
-    host::blank_disk(&disk, 700 * MIB)?;
-    host::write_magic_header(&disk)?;
+    host::magic_disk(&disk, 700 * MIB)?;
     // A disk that did not ask to be claimed, and the boot image with a forged header.
     let bystander = dir.join("bystander.img");
     bystander_disk(&bystander)?;
@@ -151,12 +155,9 @@ fn persistence_walkthrough() -> Result<(), VmError> {
 #[ignore = "boots the ISO under QEMU: run with `cargo xtask test`"]
 fn power_cuts_during_claim_and_after_sync() -> Result<(), VmError> {
     let a = artifacts()?;
-    let dir = work_dir().join("powercut-disks");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| VmError::Host(e.to_string()))?;
+    let dir = fresh_dir("powercut-disks")?;
     let disk = dir.join("persistence.img");
-    host::blank_disk(&disk, 700 * MIB)?;
-    host::write_magic_header(&disk)?;
+    host::magic_disk(&disk, 700 * MIB)?;
 
     let mut config = Config::new(Boot::IsoAsDisk(a.iso.clone(), Iface::Virtio));
     config.disks = vec![Disk { path: disk.clone(), iface: Iface::Ide, snapshot: false }];

@@ -18,6 +18,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("dosfstools", "mkfs.vfat for the EFI system partition image"),
     ("cpio", "cross-checks the initramfs writer in the unit tests"),
     ("kmod", "depmod for the image's module tree"),
+    ("xz-utils", "decompresses the kernel modules before they go into the squashfs"),
     ("openssl", "hashes the default password"),
     ("dpkg-dev", "dpkg-deb for the dependency stubs"),
     ("qemu-system-x86", "runs the image"),

@@ -6,11 +6,13 @@
 //!   test                unit tests, host tests, then the VM scenarios
 //!   bench               boot-time, size and RAM benchmark (writes out/bench.json)
 
+mod bench;
 mod build;
 mod deps;
 mod error;
 mod modules;
 mod qemu;
+mod repro;
 mod test;
 mod util;
 
@@ -29,8 +31,12 @@ commands:
       --as-disk              attach the ISO as a virtio disk (like a USB stick)
       --memory MB            guest RAM (default 2048)
       --no-build             boot the existing ISO without rebuilding
-  test [--unit] [--vm] [FILTER]
-                             run unit and host tests, then VM scenarios (both by default)
+  test [--unit] [--repro] [--vm] [FILTER]
+                             unit and host tests, a second build that must be bit-identical,
+                             then the VM scenarios (all three by default)
+  bench [--runs N] [--no-builds] [--no-memory]
+                             boot times against a floor, sizes, RAM, claim and build
+                             times; writes out/bench.json (takes 20-30 minutes)
 ";
 
 fn root() -> PathBuf {
@@ -59,6 +65,7 @@ fn run(args: Vec<String>) -> Result<()> {
         }
         "qemu" => qemu::run(&ctx, rest),
         "test" => test::run(&ctx, rest),
+        "bench" => bench::run(&ctx, rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -75,10 +75,10 @@ fn default_shell() -> String {
 pub struct Prune {
     #[serde(default)]
     pub paths: Vec<String>,
-    /// Kernel module directories (below lib/modules/<release>/kernel) to keep; when any
-    /// module lists some, every other directory is removed.
+    /// Kernel module files or directories (below lib/modules/<release>/kernel) to remove;
+    /// a module that a kept module depends on stays.
     #[serde(default)]
-    pub keep_kernel_modules: Vec<String>,
+    pub drop_kernel_modules: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -9,18 +9,21 @@ use std::process::Command;
 pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     let mut unit = false;
     let mut vm = false;
+    let mut repro = false;
     let mut filter: Vec<String> = Vec::new();
     for a in args {
         match a.as_str() {
             "--unit" => unit = true,
             "--vm" => vm = true,
+            "--repro" => repro = true,
             f if !f.starts_with('-') => filter.push(f.to_string()),
             other => return Err(Error::Usage(format!("test: unknown option {other}"))),
         }
     }
-    if !unit && !vm {
+    if !unit && !vm && !repro {
         unit = true;
         vm = true;
+        repro = true;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     if unit {
@@ -40,6 +43,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
             "A harness unit test failed (see above).",
         )?;
         step.done("passed");
+    }
+    if repro {
+        crate::repro::check(ctx)?;
     }
     if vm {
         build::iso(ctx, build::Options::default())?;

@@ -125,18 +125,7 @@ pub fn run_logged(
 }
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
+    lightwhale_init::image::sha256_hex(&mut std::fs::File::open(path)?)
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -4,6 +4,18 @@
 pub struct AliasTable {
     /// (glob pattern, module name), in file order.
     rules: Vec<(String, String)>,
+    /// Rule indexes by the literal bus prefix ("pci:", "usb:") of their pattern; rules whose
+    /// prefix has a wildcard are in `generic`. modules.alias has ~30k rules and coldplug
+    /// looks up every device: matching only the device's bus keeps that fast under TCG.
+    by_bus: std::collections::HashMap<String, Vec<usize>>,
+    generic: Vec<usize>,
+}
+
+/// "pci:v0000..." -> Some("pci:"); None when a wildcard comes before the first ':'.
+fn bus_prefix(s: &str) -> Option<&str> {
+    let colon = s.find(':')?;
+    let head = &s[..=colon];
+    (!head.contains(['*', '?', '['])).then_some(head)
 }
 
 impl AliasTable {
@@ -17,14 +29,26 @@ impl AliasTable {
                     _ => None,
                 }
             })
-            .collect();
-        AliasTable { rules }
+            .collect::<Vec<(String, String)>>();
+        let mut by_bus: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+        let mut generic = Vec::new();
+        for (i, (pat, _)) in rules.iter().enumerate() {
+            match bus_prefix(pat) {
+                Some(b) => by_bus.entry(b.to_string()).or_default().push(i),
+                None => generic.push(i),
+            }
+        }
+        AliasTable { rules, by_bus, generic }
     }
 
     /// Every module whose alias pattern matches `modalias`, in file order, without repeats.
     pub fn lookup(&self, modalias: &str) -> Vec<String> {
+        let bus = bus_prefix(modalias).and_then(|b| self.by_bus.get(b)).map(Vec::as_slice).unwrap_or(&[]);
+        let mut idx: Vec<usize> = bus.iter().chain(&self.generic).copied().collect();
+        idx.sort_unstable();
         let mut out: Vec<String> = Vec::new();
-        for (pat, module) in &self.rules {
+        for i in idx {
+            let (pat, module) = &self.rules[i];
             if glob_match(pat.as_bytes(), modalias.as_bytes()) && !out.contains(module) {
                 out.push(module.clone());
             }
@@ -146,5 +170,13 @@ mod tests {
         assert_eq!(t.lookup("virtio:d00000002v00001AF4"), vec!["virtio_blk".to_string(), "virtio_net".to_string()]);
         assert_eq!(t.lookup("virtio:d00000001v00001AF4"), vec!["virtio_net".to_string()]);
         assert!(t.lookup("acpi:PNP0C0C:").is_empty());
+    }
+
+    #[test]
+    fn wildcard_bus_patterns_still_match() {
+        let t = AliasTable::parse("alias acpi*:PNP0C0C:* button\nalias pci:v*d*sv*sd*bc01sc06i01* ahci\n");
+        assert_eq!(t.lookup("acpi:PNP0C0C:"), vec!["button".to_string()]);
+        assert_eq!(t.lookup("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"), vec!["ahci".to_string()]);
+        assert!(t.lookup("usb:v1d2").is_empty());
     }
 }

@@ -39,6 +39,11 @@ impl DepTable {
         self.entries.get(&super::normalize(name)).map(|(p, _)| p.as_str())
     }
 
+    /// Direct dependencies of a module (normalized names).
+    pub fn deps_of(&self, name: &str) -> &[String] {
+        self.entries.get(&super::normalize(name)).map(|(_, d)| d.as_slice()).unwrap_or(&[])
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(&super::normalize(name))
     }

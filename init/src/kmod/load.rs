@@ -43,27 +43,66 @@ impl Loader {
     }
 
     /// Loads `names` and their dependencies. Returns the names newly inserted; a module that
-    /// fails is reported and skipped so one bad driver does not stop the boot.
+    /// fails is reported and skipped so one bad driver does not stop the boot. Modules
+    /// whose dependencies are in go in parallel, one per CPU: inserting a module is mostly
+    /// CPU work (relocations, symbol lookups) and boots load dozens of them.
     pub fn load<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> (Vec<String>, Vec<ModuleError>) {
         let (order, unknown) = self.deps.load_order(names);
         for u in unknown {
             log::debug!("module {u}: not in modules.dep, skipped");
         }
-        let mut loaded = Vec::new();
-        let mut errors = Vec::new();
-        for name in order {
-            if is_loaded(&name) {
-                continue;
+        let pending: Vec<String> = order.into_iter().filter(|n| !is_loaded(n)).collect();
+        let threads =
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4).min(pending.len().max(1));
+        let state =
+            std::sync::Mutex::new(Schedule { pending, running: Vec::new(), loaded: Vec::new(), errors: Vec::new() });
+        let wake = std::sync::Condvar::new();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| self.worker(&state, &wake));
             }
-            let rel = self.deps.path(&name).unwrap_or_default();
-            match insert(&name, &self.dir.join(rel)) {
-                Ok(true) => loaded.push(name),
-                Ok(false) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-        (loaded, errors)
+        });
+        let done = state.into_inner().unwrap_or_else(|e| e.into_inner());
+        (done.loaded, done.errors)
     }
+
+    fn worker(&self, state: &std::sync::Mutex<Schedule>, wake: &std::sync::Condvar) {
+        let mut g = state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if g.pending.is_empty() {
+                return;
+            }
+            // A module is ready when none of its dependencies is still waiting or loading.
+            let ready = g
+                .pending
+                .iter()
+                .position(|m| self.deps.deps_of(m).iter().all(|d| !g.pending.contains(d) && !g.running.contains(d)));
+            let Some(i) = ready else {
+                g = wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let name = g.pending.remove(i);
+            g.running.push(name.clone());
+            drop(g);
+            let rel = self.deps.path(&name).unwrap_or_default().to_string();
+            let result = insert(&name, &self.dir.join(rel));
+            g = state.lock().unwrap_or_else(|e| e.into_inner());
+            g.running.retain(|m| m != &name);
+            match result {
+                Ok(true) => g.loaded.push(name),
+                Ok(false) => {}
+                Err(e) => g.errors.push(e),
+            }
+            wake.notify_all();
+        }
+    }
+}
+
+struct Schedule {
+    pending: Vec<String>,
+    running: Vec<String>,
+    loaded: Vec<String>,
+    errors: Vec<ModuleError>,
 }
 
 pub fn is_loaded(name: &str) -> bool {

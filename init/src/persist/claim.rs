@@ -76,13 +76,7 @@ pub const STEPS: u32 = 4;
 /// Claims `disk`; returns the name of the new partition (e.g. `sda1`).
 pub fn claim(disk: &str, paths: &Paths, mkfs: Mkfs, random: [u8; 32]) -> Result<String, ClaimError> {
     let dev_path = paths.dev.join(disk);
-    // O_EXCL on a block device: fails if anything has it mounted.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_EXCL)
-        .open(&dev_path)
-        .map_err(|source| ClaimError::Open { disk: disk.into(), path: dev_path.clone(), source })?;
+    let file = open_exclusive(disk, &dev_path)?;
 
     let mut head = Vec::new();
     (&file)
@@ -176,12 +170,7 @@ pub fn claim(disk: &str, paths: &Paths, mkfs: Mkfs, random: [u8; 32]) -> Result<
     })?;
 
     log::info!("claim {disk}: step 4/{STEPS}: erasing the magic header");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_EXCL)
-        .open(&dev_path)
-        .map_err(|source| ClaimError::Open { disk: disk.into(), path: dev_path.clone(), source })?;
+    let file = open_exclusive(disk, &dev_path)?;
     let mut sector0 = vec![0u8; gpt::MBR_BOOT_CODE_LEN];
     file.read_exact_at(&mut sector0, 0).map_err(|source| ClaimError::Read { disk: disk.into(), source })?;
     if !header::has_magic(&sector0) {
@@ -201,6 +190,16 @@ pub fn claim(disk: &str, paths: &Paths, mkfs: Mkfs, random: [u8; 32]) -> Result<
         source,
     })?;
     Ok(part)
+}
+
+/// Read-write with O_EXCL: on a block device that fails if anything has it mounted.
+fn open_exclusive(disk: &str, dev_path: &Path) -> Result<File, ClaimError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_EXCL)
+        .open(dev_path)
+        .map_err(|source| ClaimError::Open { disk: disk.into(), path: dev_path.to_path_buf(), source })
 }
 
 fn wait_for_node(paths: &Paths, disk: &str, part: &str, timeout: Duration) -> Result<(), ClaimError> {

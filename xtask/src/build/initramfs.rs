@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 
 const STEP: &str = "initramfs";
 
-pub fn build(ctx: &Ctx, modules: &[Module], init: &Path, tree: &Path, release: &str) -> Result<PathBuf> {
-    let step = Step::start("initramfs: init and stage 1 kernel modules");
+/// Writes `out`: an initramfs with `init` as /init.
+pub fn build(ctx: &Ctx, modules: &[Module], init: &Path, tree: &Path, release: &str, out: &Path) -> Result<PathBuf> {
+    let step = Step::start(format!(
+        "initramfs: {} and stage 1 kernel modules",
+        init.file_name().unwrap_or_default().to_string_lossy()
+    ));
     let moddir = tree.join("usr/lib/modules").join(release);
     let read = |name: &str| std::fs::read_to_string(moddir.join(name)).ctx(STEP, moddir.join(name));
     let deps = DepTable::parse(&read("modules.dep")?, &read("modules.builtin")?);
@@ -27,7 +31,7 @@ pub fn build(ctx: &Ctx, modules: &[Module], init: &Path, tree: &Path, release: &
         });
     }
 
-    let out = ctx.build.join("initramfs.img");
+    let out = out.to_path_buf();
     let file = std::fs::File::create(&out).ctx(STEP, &out)?;
     let mut w = cpio::Writer::new(std::io::BufWriter::new(file), ctx.epoch as u32);
     let init_bytes = std::fs::read(init).ctx(STEP, init)?;

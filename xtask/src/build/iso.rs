@@ -10,8 +10,7 @@ use std::process::Command;
 
 const STEP: &str = "iso";
 pub const VOLUME_ID: &str = lightwhale_init::persist::header::IMAGE_VOLUME_ID;
-/// Kernel command line shared by every boot entry (and by direct-kernel test boots).
-pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200";
+pub const CMDLINE: &str = lightwhale_init::cmdline::KERNEL_CMDLINE;
 
 pub struct Inputs<'a> {
     pub kernel: &'a Path,

@@ -29,7 +29,13 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(root: &Path) -> Ctx {
-        let out = root.join("out");
+        Ctx::with_out(root, &root.join("out"))
+    }
+
+    /// Same sources and cache, artefacts under `out` (the reproducibility check builds a
+    /// second copy this way).
+    pub fn with_out(root: &Path, out: &Path) -> Ctx {
+        let out = out.to_path_buf();
         let cache = std::env::var_os("LIGHTWHALE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
             let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
                 PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
@@ -119,7 +125,8 @@ fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
     let modules = ctx.root.join("modules");
     util::hash_tree(&modules, &mut h).ctx("rootfs", &modules)?;
     h.update(rootfs::RECIPE);
-    h.update(image::SQUASHFS_OPTS.join(" "));
+    h.update(include_str!("image.rs"));
+    h.update(image::squashfs_opts().join(" "));
     h.update(format!("{} {} {} {}", ctx.suite, ctx.mirror, ctx.epoch, opts.refresh));
     // The cached package lists decide the package versions.
     let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
@@ -138,6 +145,10 @@ fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
 
 /// Builds the static init with glibc (`+crt-static`): no musl target exists on our build
 /// machines. Its own target dir keeps the host build cache intact.
+pub fn init_bin(ctx: &Ctx, name: &str) -> PathBuf {
+    ctx.root.join("target/init/x86_64-unknown-linux-gnu/release").join(name)
+}
+
 pub fn build_init(ctx: &Ctx) -> Result<PathBuf> {
     let step = Step::start("init: static release build");
     let target_dir = ctx.root.join("target/init");
@@ -152,10 +163,19 @@ pub fn build_init(ctx: &Ctx) -> Result<PathBuf> {
             .env("RUSTFLAGS", "-C target-feature=+crt-static"),
         "Fix the compile error above.",
     )?;
-    let bin = target_dir.join("x86_64-unknown-linux-gnu/release/lightwhale-init");
+    let bin = init_bin(ctx, "lightwhale-init");
     let size = std::fs::metadata(&bin).ctx("init", &bin)?.len();
     step.done(&format!("{} ({:.1} MB)", bin.display(), size as f64 / 1e6));
     Ok(bin)
+}
+
+/// The benchmark floor's initramfs: same modules, `lightwhale-floor` as /init.
+pub fn floor_initramfs(ctx: &Ctx) -> Result<PathBuf> {
+    let mods = modules::load(&ctx.root.join("modules"))?;
+    let release_file = ctx.build.join("kernel-release");
+    let release = std::fs::read_to_string(&release_file).ctx("floor", &release_file)?.trim().to_string();
+    let out = ctx.build.join("floor-initramfs.img");
+    initramfs::build(ctx, &mods, &init_bin(ctx, "lightwhale-floor"), &ctx.build.join("rootfs"), &release, &out)
 }
 
 pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
@@ -190,13 +210,14 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
         r.kernel_release
     };
 
-    initramfs::build(ctx, &mods, &init, &tree, &release)?;
+    initramfs::build(ctx, &mods, &init, &tree, &release, &p.initramfs)?;
 
     let mut h = Sha256::new();
     for f in [&p.kernel, &p.initramfs, &p.rootfs_img] {
         h.update(util::sha256_file(f).ctx("iso", f)?);
     }
     h.update(include_str!("iso.rs"));
+    h.update(iso::CMDLINE);
     h.update(format!("{} {}", ctx.epoch, ctx.build_id));
     let iso_stamp = Stamp::new(ctx.build.join("iso.stamp"), util::hex(&h.finalize()));
     if iso_stamp.fresh() && p.iso.is_file() {

@@ -1,0 +1,400 @@
+//! `cargo xtask bench`: boot times against a floor, image sizes, RAM, claim times and
+//! build times, printed as a table and written to out/bench.json.
+//!
+//! Every boot uses the same kernel, squashfs and QEMU settings (TCG, 2 vCPUs, 2 GiB,
+//! direct kernel boot so firmware load time does not blur the comparison). Times are wall
+//! time on the host from QEMU's start to a console marker.
+
+use crate::build::{self, Ctx};
+use crate::error::{Error, Result};
+use crate::util::Step;
+use lightwhale_vm_tests::host;
+use lightwhale_vm_tests::{Artifacts, Boot, Config, Disk, Iface, Machine, VmError};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MIN: Duration = Duration::from_secs(60);
+const MIB: u64 = 1024 * 1024;
+
+struct Opts {
+    runs: usize,
+    builds: bool,
+    memory: bool,
+}
+
+fn vm(e: VmError) -> Error {
+    Error::Step { step: "bench", message: e.to_string() }
+}
+
+/// min, median, max
+pub fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if s.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let n = s.len();
+    let med = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
+    (s[0], med, s[n - 1])
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
+}
+
+fn artifacts(ctx: &Ctx) -> Result<Artifacts> {
+    std::env::set_var("LIGHTWHALE_OUT", &ctx.out);
+    lightwhale_vm_tests::artifacts().map_err(vm)
+}
+
+/// `lightwhale.*` markers the init prints, in boot order, with the names used in the table.
+const LW_MARKERS: &[(&str, &str)] = &[
+    ("kernel start", "Linux version"),
+    ("init start", "lightwhale: init started"),
+    ("squashfs mounted", "lightwhale: squashfs mounted"),
+    ("persistence ready", "lightwhale: persistence ready"),
+];
+
+/// Polls the forwarded SSH port until sshd sends its banner; returns when it did.
+fn wait_ssh_banner(port: u16, started: Instant, timeout: Duration) -> Option<f64> {
+    use std::io::Read;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 8];
+            if s.read_exact(&mut buf).is_ok() && &buf[..4] == b"SSH-" {
+                return Some(secs(started.elapsed()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+fn lightwhale_boot(a: &Artifacts, disk: &Path, run: usize) -> Result<Vec<(String, f64)>> {
+    let mut c = Config::new(a.kernel_boot("").map_err(vm)?);
+    c.disks = vec![Disk { path: disk.to_path_buf(), iface: Iface::Ide, snapshot: false }];
+    c.forwards = vec![(0, 22)];
+    let mut m = Machine::start(&format!("bench-lightwhale-{run}"), c).map_err(vm)?;
+    let started = m.started;
+    let ssh_port = m.host_port(22);
+    let ssh = std::thread::spawn(move || wait_ssh_banner(ssh_port, started, 5 * MIN));
+    let mut out = Vec::new();
+    for (name, marker) in LW_MARKERS {
+        out.push((name.to_string(), secs(m.time_until(marker, 5 * MIN).map_err(vm)?)));
+    }
+    m.login("op", "opsecret", 5 * MIN).map_err(vm)?;
+    // The probe runs in the guest so the host sees the moment `docker info` first works.
+    m.send("until docker info >/dev/null 2>&1; do sleep 0.2; done; echo DOCKER-READY-$(cut -d' ' -f1 /proc/uptime)\n")
+        .map_err(vm)?;
+    let docker = m.time_until("DOCKER-READY-", 5 * MIN).map_err(vm)?;
+    m.wait_for_console_line("DOCKER-READY-", MIN).map_err(vm)?;
+    let sshd = ssh
+        .join()
+        .ok()
+        .flatten()
+        .ok_or_else(|| Error::Step { step: "bench", message: "sshd never answered".into() })?;
+    out.push(("sshd accepting".into(), sshd));
+    out.push(("docker info ok".into(), secs(docker)));
+    Ok(out)
+}
+
+/// RAM in use with Docker idle: MemTotal - MemAvailable, after a boot to a ready Docker.
+fn idle_ram(a: &Artifacts, disk: &Path) -> Result<f64> {
+    let mut c = Config::new(a.kernel_boot("").map_err(vm)?);
+    c.disks = vec![Disk { path: disk.to_path_buf(), iface: Iface::Ide, snapshot: false }];
+    c.forwards.clear();
+    let mut m = Machine::start("bench-ram", c).map_err(vm)?;
+    m.login("op", "opsecret", 5 * MIN).map_err(vm)?;
+    m.wait_until_succeeds("d info", 5 * MIN).map_err(vm)?;
+    std::thread::sleep(Duration::from_secs(15));
+    let info = m.succeed("cat /proc/meminfo", MIN).map_err(vm)?;
+    let kb = |k: &str| -> f64 {
+        info.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(((kb("MemTotal:") - kb("MemAvailable:")) / 1024.0).round())
+}
+
+fn floor_boot(a: &Artifacts, floor_initramfs: &Path, run: usize) -> Result<Vec<(String, f64)>> {
+    let dir = lightwhale_vm_tests::work_dir();
+    let initrd = dir.join("floor-initrd.img");
+    let mut data = std::fs::read(floor_initramfs).map_err(|e| Error::Io {
+        step: "bench",
+        path: floor_initramfs.into(),
+        source: e,
+    })?;
+    data.extend(std::fs::read(&a.rootfs_img).map_err(|e| Error::Io {
+        step: "bench",
+        path: a.rootfs_img.clone(),
+        source: e,
+    })?);
+    std::fs::write(&initrd, data).map_err(|e| Error::Io { step: "bench", path: initrd.clone(), source: e })?;
+    let mut c =
+        Config::new(Boot::Kernel { kernel: a.kernel.clone(), initrd, append: lightwhale_vm_tests::CMDLINE.into() });
+    c.forwards.clear();
+    let mut m = Machine::start(&format!("bench-floor-{run}"), c).map_err(vm)?;
+    let mut out = Vec::new();
+    for (name, marker) in [
+        ("kernel start", "Linux version"),
+        ("init start", "lightwhale: init started"),
+        ("squashfs mounted", "lightwhale: squashfs mounted"),
+        ("docker info ok", "floor: docker ready"),
+    ] {
+        out.push((name.to_string(), secs(m.time_until(marker, 5 * MIN).map_err(vm)?)));
+    }
+    Ok(out)
+}
+
+/// Boots once with a fresh disk carrying the header; returns the init's claim duration.
+fn claim_time(a: &Artifacts, size: u64, tag: &str) -> Result<f64> {
+    let dir = lightwhale_vm_tests::work_dir().join("bench-disks");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Io { step: "bench", path: dir.clone(), source: e })?;
+    let disk = dir.join(format!("claim-{tag}.img"));
+    host::magic_disk(&disk, size).map_err(vm)?;
+    let mut c = Config::new(a.kernel_boot("").map_err(vm)?);
+    c.disks = vec![Disk { path: disk.clone(), iface: Iface::Ide, snapshot: false }];
+    c.forwards.clear();
+    let mut m = Machine::start(&format!("bench-claim-{tag}"), c).map_err(vm)?;
+    let line = m.wait_for_console_line("lightwhale: claim: claimed", 10 * MIN).map_err(vm)?;
+    m.crash();
+    let _ = std::fs::remove_file(&disk);
+    parse_took(&line).ok_or_else(|| Error::Step { step: "bench", message: format!("no duration in {line:?}") })
+}
+
+/// "... (took 0.57 s)" -> 0.57
+pub fn parse_took(line: &str) -> Option<f64> {
+    let i = line.rfind("(took ")?;
+    line[i + 6..].split_whitespace().next()?.parse().ok()
+}
+
+/// Does the ISO boot to a working `docker run` with `mb` of RAM?
+fn boots_with(a: &Artifacts, mb: u32) -> bool {
+    let mut c = Config::new(Boot::IsoAsDisk(a.iso.clone(), Iface::Virtio));
+    c.memory_mb = mb;
+    c.forwards.clear();
+    let Ok(mut m) = Machine::start(&format!("bench-mem-{mb}"), c) else { return false };
+    let ok = (|| -> std::result::Result<(), VmError> {
+        if m.wait_for_any(&["lightwhale: boot finished", "Kernel panic", "Out of memory"], 4 * MIN)? != 0 {
+            return Err(VmError::Setup("the boot failed".into()));
+        }
+        m.login("op", "opsecret", 2 * MIN)?;
+        m.wait_until_succeeds("d info", 4 * MIN)?;
+        m.succeed(
+            "mkdir -p /tmp/i && cp /usr/bin/busybox /tmp/i/ && tar -C /tmp/i -c busybox | d import - lw/bb",
+            4 * MIN,
+        )?;
+        let out = m.succeed("d run --rm lw/bb /busybox echo docker-run-works", 4 * MIN)?;
+        if out.contains("docker-run-works") {
+            Ok(())
+        } else {
+            Err(VmError::Setup(out))
+        }
+    })();
+    println!("    -m {mb}: {}", if ok.is_ok() { "docker run works" } else { "fails" });
+    ok.is_ok()
+}
+
+fn min_memory(a: &Artifacts) -> Option<u32> {
+    let (mut bad, mut good) = (256u32, 1024u32);
+    if !boots_with(a, good) {
+        return None;
+    }
+    if boots_with(a, bad) {
+        return Some(bad);
+    }
+    while good - bad > 64 {
+        let mid = (bad + good) / 2 / 32 * 32;
+        if boots_with(a, mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Some(good)
+}
+
+fn timed_build(ctx: &Ctx, args: &[&str], env: &[(&str, &Path)]) -> Result<f64> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let start = Instant::now();
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&ctx.root).args(["xtask", "iso"]).args(args).stdout(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    crate::util::run("bench", &mut cmd, "the build failed")?;
+    Ok(secs(start.elapsed()))
+}
+
+fn mb(p: &Path) -> f64 {
+    std::fs::metadata(p).map(|m| (m.len() as f64 / 1e6 * 10.0).round() / 10.0).unwrap_or(f64::NAN)
+}
+
+pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
+    let mut o = Opts { runs: 3, builds: true, memory: true };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => {
+                o.runs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| Error::Usage("--runs needs a number".into()))?
+            }
+            "--no-builds" => o.builds = false,
+            "--no-memory" => o.memory = false,
+            other => {
+                return Err(Error::Usage(format!(
+                    "bench: unknown option {other} (known: --runs N, --no-builds, --no-memory)"
+                )))
+            }
+        }
+    }
+    let mut report = serde_json::Map::new();
+
+    if o.builds {
+        let step = Step::start("bench: build times (cold cache, warm, init-only change)");
+        let cold_cache = std::env::temp_dir().join(format!("lightwhale-cold-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cold_cache);
+        let cold = timed_build(ctx, &["--force"], &[("LIGHTWHALE_CACHE", &cold_cache)])?;
+        let _ = std::fs::remove_dir_all(&cold_cache);
+        let warm = timed_build(ctx, &["--force"], &[])?;
+        let main_rs = ctx.root.join("init/src/main.rs");
+        let f = std::fs::File::options().append(true).open(&main_rs).map_err(|e| Error::Io {
+            step: "bench",
+            path: main_rs.clone(),
+            source: e,
+        })?;
+        f.set_modified(std::time::SystemTime::now()).map_err(|e| Error::Io {
+            step: "bench",
+            path: main_rs.clone(),
+            source: e,
+        })?;
+        let init_only = timed_build(ctx, &[], &[])?;
+        step.done(&format!("cold {cold} s, warm {warm} s, init-only {init_only} s"));
+        report.insert("build_s".into(), json!({ "cold": cold, "warm": warm, "init_only_change": init_only }));
+    } else {
+        build::iso(ctx, build::Options::default())?;
+    }
+    build::build_init(ctx)?;
+    let floor = build::floor_initramfs(ctx)?;
+    let a = artifacts(ctx)?;
+    let p = build::paths(ctx);
+    let sizes = json!({
+        "iso": mb(&p.iso), "squashfs": mb(&ctx.build.join("rootfs.squashfs")), "initramfs": mb(&p.initramfs),
+        "rootfs_img": mb(&p.rootfs_img), "kernel": mb(&p.kernel),
+    });
+    report.insert("sizes_mb".into(), sizes);
+
+    let step = Step::start("bench: claim times (700 MiB and 8 GiB sparse disks)");
+    let c700 = claim_time(&a, 700 * MIB, "700M")?;
+    let c8g = claim_time(&a, 8 * 1024 * MIB, "8G")?;
+    step.done(&format!("700 MiB {c700} s, 8 GiB {c8g} s"));
+    report.insert("claim_s".into(), json!({ "700MiB": c700, "8GiB": c8g }));
+
+    // A claimed persistence disk for the measured boots, claimed outside the timing.
+    let disk = lightwhale_vm_tests::work_dir().join("bench-disks/persistence.img");
+    host::magic_disk(&disk, 700 * MIB).map_err(vm)?;
+    {
+        let mut c = Config::new(a.kernel_boot("").map_err(vm)?);
+        c.disks = vec![Disk { path: disk.clone(), iface: Iface::Ide, snapshot: false }];
+        c.forwards.clear();
+        let mut m = Machine::start("bench-prepare", c).map_err(vm)?;
+        m.login("op", "opsecret", 5 * MIN).map_err(vm)?;
+        m.wait_until_succeeds("d info", 5 * MIN).map_err(vm)?;
+        m.shutdown().map_err(vm)?;
+    }
+
+    let step = Step::start(format!("bench: {} interleaved boots each of Lightwhale and the floor", o.runs));
+    let mut lw: Vec<Vec<(String, f64)>> = Vec::new();
+    let mut fl: Vec<Vec<(String, f64)>> = Vec::new();
+    for run in 0..o.runs {
+        let l = lightwhale_boot(&a, &disk, run)?;
+        println!("    lightwhale #{run}: {l:?}");
+        lw.push(l);
+        let f = floor_boot(&a, &floor, run)?;
+        println!("    floor      #{run}: {f:?}");
+        fl.push(f);
+    }
+    step.done("done");
+    let series = |runs: &[Vec<(String, f64)>], name: &str| -> Vec<f64> {
+        runs.iter().filter_map(|r| r.iter().find(|(n, _)| n == name).map(|(_, v)| *v)).collect()
+    };
+    let names =
+        ["kernel start", "init start", "squashfs mounted", "persistence ready", "sshd accepting", "docker info ok"];
+    let mut boot = serde_json::Map::new();
+    for (who, runs) in [("lightwhale", &lw), ("floor", &fl)] {
+        let mut m = serde_json::Map::new();
+        for n in names {
+            let v = series(runs, n);
+            if !v.is_empty() {
+                let (lo, med, hi) = stats(&v);
+                m.insert(n.into(), json!({ "runs": v, "min": lo, "median": med, "max": hi }));
+            }
+        }
+        boot.insert(who.into(), Value::Object(m));
+    }
+    let ratio = stats(&series(&lw, "docker info ok")).1 / stats(&series(&fl, "docker info ok")).1;
+    boot.insert("docker_ready_ratio_median".into(), json!((ratio * 100.0).round() / 100.0));
+    report.insert("boot_s".into(), Value::Object(boot));
+
+    let step = Step::start("bench: RAM");
+    let idle = idle_ram(&a, &disk)?;
+    let min_mb = if o.memory { min_memory(&a) } else { None };
+    step.done(&format!("idle {idle} MB used, smallest -m {min_mb:?}"));
+    report.insert("ram_mb".into(), json!({ "idle_used": idle, "min_boot_to_docker_run": min_mb }));
+
+    report.insert("qemu".into(), json!({ "accel": "tcg", "cpus": 2, "memory_mb": 2048, "boot": "direct kernel (same kernel, initrds, cmdline as the ISO)" }));
+    let report = Value::Object(report);
+    let path = ctx.out.join("bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").map_err(|e| Error::Io {
+        step: "bench",
+        path: path.clone(),
+        source: e,
+    })?;
+    print_table(&report);
+    println!("\nwritten to {}", path.display());
+    Ok(())
+}
+
+fn print_table(r: &Value) {
+    println!(
+        "\n{:<28} {:>10} {:>10} {:>10}   {:>10}",
+        "boot (s since QEMU start)", "min", "median", "max", "floor med"
+    );
+    let names =
+        ["kernel start", "init start", "squashfs mounted", "persistence ready", "sshd accepting", "docker info ok"];
+    for n in names {
+        let l = &r["boot_s"]["lightwhale"][n];
+        let f = &r["boot_s"]["floor"][n]["median"];
+        let fmt = |v: &Value| v.as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+        println!("{:<28} {:>10} {:>10} {:>10}   {:>10}", n, fmt(&l["min"]), fmt(&l["median"]), fmt(&l["max"]), fmt(f));
+    }
+    println!("docker-ready ratio to floor (medians): {}", r["boot_s"]["docker_ready_ratio_median"]);
+    println!("\nsizes (MB): {}", r["sizes_mb"]);
+    println!("RAM (MB):   {}", r["ram_mb"]);
+    println!("claim (s):  {}", r["claim_s"]);
+    if let Some(b) = r.get("build_s") {
+        println!("build (s):  {b}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_parsing() {
+        assert_eq!(stats(&[3.0, 1.0, 2.0]), (1.0, 2.0, 3.0));
+        assert_eq!(stats(&[4.0, 1.0]), (1.0, 2.5, 4.0));
+        assert_eq!(parse_took("[ 1.2] lightwhale: claim: claimed sda: sda1 is ext4 (took 0.57 s)"), Some(0.57));
+        assert_eq!(parse_took("nothing"), None);
+    }
+}

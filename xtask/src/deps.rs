@@ -13,7 +13,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("isolinux", "BIOS boot loader for CD"),
     ("syslinux-common", "ldlinux.c32 for ISOLINUX"),
     ("grub-efi-amd64-bin", "UEFI boot loader"),
-    ("grub-common", "grub-mkstandalone"),
+    ("grub-common", "grub-mkimage"),
     ("mtools", "fills the EFI system partition image"),
     ("dosfstools", "mkfs.vfat for the EFI system partition image"),
     ("cpio", "cross-checks the initramfs writer in the unit tests"),

@@ -39,6 +39,23 @@ fn grub_cfg() -> String {
     )
 }
 
+const GRUB_MODULES: &[&str] = &[
+    "part_gpt",
+    "part_msdos",
+    "iso9660",
+    "fat",
+    "search",
+    "search_fs_file",
+    "configfile",
+    "linux",
+    "normal",
+    "serial",
+    "terminal",
+    "echo",
+    "test",
+    "efi_gop",
+];
+
 /// GRUB's built-in config: find the ISO by a file only it has, then use its grub.cfg.
 const GRUB_EMBEDDED: &str = "search --no-floppy --set=root --file /boot/lightwhale.id\nset prefix=($root)/boot/grub\nconfigfile ($root)/boot/grub/grub.cfg\n";
 
@@ -70,23 +87,25 @@ pub fn build(ctx: &Ctx, inputs: &Inputs) -> Result<PathBuf> {
     let efi = ctx.build.join("BOOTX64.EFI");
     let embedded = ctx.build.join("grub-embedded.cfg");
     std::fs::write(&embedded, GRUB_EMBEDDED).ctx(STEP, &embedded)?;
+    // grub-mkimage with the modules built in and the config embedded: unlike
+    // grub-mkstandalone it packs no memdisk tar with build-time timestamps, so the EFI
+    // loader is bit-identical from build to build.
     util::output(
         STEP,
-        Command::new("grub-mkstandalone")
-            .env("SOURCE_DATE_EPOCH", ctx.epoch.to_string())
-            .args(["-O", "x86_64-efi", "--locales=", "--themes=", "--fonts=", "--compress=xz"])
-            .arg("--modules=part_gpt part_msdos iso9660 fat search search_fs_file configfile linux normal serial terminal echo test")
+        Command::new("grub-mkimage")
+            .args(["-O", "x86_64-efi", "-p", "/boot/grub", "-c"])
+            .arg(&embedded)
             .arg("-o")
             .arg(&efi)
-            .arg(format!("boot/grub/grub.cfg={}", embedded.display())),
+            .args(GRUB_MODULES),
     )?;
     std::fs::copy(&efi, root.join("EFI/BOOT/BOOTX64.EFI")).ctx(STEP, &efi)?;
     let esp = root.join("boot/grub/efiboot.img");
     make_esp(ctx, &efi, &esp)?;
 
     // Same timestamps on every file, so two builds give the same ISO.
-    for p in util::walk(&root).ctx(STEP, &root)? {
-        set_mtime(&p, ctx.epoch)?;
+    for p in util::walk(&root).ctx(STEP, &root)?.iter().chain([&root]) {
+        set_mtime(p, ctx.epoch)?;
     }
 
     let iso = ctx.out.join("lightwhale.iso");
@@ -95,6 +114,8 @@ pub fn build(ctx: &Ctx, inputs: &Inputs) -> Result<PathBuf> {
     cmd.env("SOURCE_DATE_EPOCH", ctx.epoch.to_string())
         .args(["-as", "mkisofs", "-quiet", "-iso-level", "3", "-full-iso9660-filenames", "-rational-rock", "-joliet"])
         .args(["-volid", VOLUME_ID, "-appid", "Lightwhale"])
+        // Rock Ridge records ctime too, which no tool can set: use each file's mtime.
+        .args(["--set_all_file_dates", "set_to_mtime"])
         .args(["-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin"])
         .args(["-eltorito-boot", "isolinux/isolinux.bin", "-eltorito-catalog", "isolinux/boot.cat"])
         .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
@@ -130,6 +151,8 @@ fn make_esp(ctx: &Ctx, efi: &Path, esp: &Path) -> Result<()> {
                 .env("MTOOLS_SKIP_CHECK", "1"),
         )
     };
+    // mcopy -m keeps the file's mtime: make it the build date.
+    set_mtime(efi, ctx.epoch)?;
     let img = esp.to_string_lossy();
     mtools(&["mmd", "-i", &img, "::/EFI", "::/EFI/BOOT"])?;
     mtools(&["mcopy", "-m", "-i", &img, &efi.to_string_lossy(), "::/EFI/BOOT/BOOTX64.EFI"])?;

@@ -153,8 +153,11 @@ pub fn mmdebstrap_hint(log: &str, mirror: &str) -> String {
 }
 
 /// Empty packages that satisfy dependencies we do not want (see base/module.toml).
+/// They live under /tmp: mmdebstrap's file-mirror hook recreates their host path inside
+/// the tree, and the tree's /tmp is emptied later, so no trace of the checkout's location
+/// ends up in the image (which would make builds from two checkouts differ).
 fn build_stubs(ctx: &Ctx, modules: &[Module]) -> Result<Vec<PathBuf>> {
-    let dir = ctx.build.join("stubs");
+    let dir = PathBuf::from(format!("/tmp/lightwhale-stubs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut out = Vec::new();
     for stub in modules.iter().flat_map(|m| &m.toml.debian.stubs) {

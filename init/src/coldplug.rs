@@ -7,14 +7,16 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// All modalias strings currently in sysfs.
+/// All modalias strings currently in sysfs: devices on a bus, and input devices, which
+/// are class devices only (the power button needs `evdev` for /dev/input/event*).
 pub fn modaliases(sys: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let Ok(buses) = std::fs::read_dir(sys.join("bus")) else {
-        return out;
-    };
-    for bus in buses.flatten() {
-        let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else {
+    let mut dirs = vec![sys.join("class/input")];
+    if let Ok(buses) = std::fs::read_dir(sys.join("bus")) {
+        dirs.extend(buses.flatten().map(|b| b.path().join("devices")));
+    }
+    for dir in dirs {
+        let Ok(devs) = std::fs::read_dir(dir) else {
             continue;
         };
         for dev in devs.flatten() {
@@ -101,5 +103,33 @@ pub fn settle(loader: &Loader, sys: &Path, deny: &[String], max: Duration) -> Se
             return Settled { loaded, block_devices: blocks, waited: start.elapsed(), timed_out, usb_storage };
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modaliases_include_bus_and_input_devices() {
+        let sys = std::env::temp_dir().join(format!("lw-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&sys);
+        let write = |rel: &str, text: &str| {
+            let p = sys.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("bus/pci/devices/0000:00:01.1/modalias", "pci:v00008086d00007010sv00001AF4\n");
+        write("bus/pci/devices/0000:00:00.0/modalias", "\n");
+        write("class/input/input2/modalias", "input:b0019v0000p0001e0000-e0,1,k74,ramlsfw\n");
+        write("class/input/event2/dev", "13:66\n");
+        let got = modaliases(&sys);
+        std::fs::remove_dir_all(&sys).unwrap();
+        let want: BTreeSet<String> =
+            ["pci:v00008086d00007010sv00001AF4", "input:b0019v0000p0001e0000-e0,1,k74,ramlsfw"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+        assert_eq!(got, want);
     }
 }

@@ -62,26 +62,18 @@ pub struct Early {
     pub persistence: Persistence,
 }
 
-pub fn run(opts: &Options) -> Result<Early, EarlyError> {
-    let config = config::load(Path::new(config::CONFIG_DIR))?;
-
-    let loader = kmod::Loader::open(&Path::new("/lib/modules").join(stage1::kernel_release()))?;
-    let (_, errors) = loader.load(config.kernel_modules.load.iter().map(String::as_str));
+fn load_filesystem_modules(loader: &kmod::Loader, names: &[String]) {
+    let step = logger::Step::start("filesystem modules");
+    let (loaded, errors) = loader.load(names.iter().map(String::as_str));
     for e in errors {
         log::warn!("{e}");
     }
-    let step = logger::Step::start("volatile mounts");
-    for s in layout::volatile(&config.filesystems, Path::new(VOLATILE_BASE)) {
-        mounts::apply(&s)?;
-    }
-    step.done(&format!(
-        "{} and {} writable in RAM",
-        config.filesystems.tmpfs.join(" "),
-        config.filesystems.volatile.join(" ")
-    ));
+    step.done(&format!("{} loaded", if loaded.is_empty() { "none".to_string() } else { loaded.join(" ") }));
+}
 
+fn settle_drivers(loader: &kmod::Loader, config: &InitConfig, opts: &Options) {
     let step = logger::Step::start("drivers loaded");
-    let settled = coldplug::settle(&loader, Path::new("/sys"), &config.kernel_modules.deny, opts.settle);
+    let settled = coldplug::settle(loader, Path::new("/sys"), &config.kernel_modules.deny, opts.settle);
     log::debug!("coldplug loaded: {}", settled.loaded.join(" "));
     if settled.timed_out {
         log::warn!(
@@ -96,6 +88,32 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
         settled.waited.as_secs_f64(),
         if settled.usb_storage { " (USB storage present)" } else { "" },
         if settled.block_devices.is_empty() { "none".to_string() } else { settled.block_devices.join(" ") }
+    ));
+}
+
+pub fn run(opts: &Options) -> Result<Early, EarlyError> {
+    let config = config::load(Path::new(config::CONFIG_DIR))?;
+
+    let loader = kmod::Loader::open(&Path::new("/lib/modules").join(stage1::kernel_release()))?;
+    // The filesystem modules (ext4 alone takes half a second to insert under emulation) load
+    // on their own thread while the drivers settle, which is mostly waiting: nothing needs
+    // them before the volatile mounts, which therefore come after coldplug.
+    std::thread::scope(|s| {
+        let fs = s.spawn(|| load_filesystem_modules(&loader, &config.kernel_modules.load));
+        settle_drivers(&loader, &config, opts);
+        if fs.join().is_err() {
+            log::error!("loading the filesystem modules panicked; mounts that need them will fail");
+        }
+    });
+
+    let step = logger::Step::start("volatile mounts");
+    for s in layout::volatile(&config.filesystems, Path::new(VOLATILE_BASE)) {
+        mounts::apply(&s)?;
+    }
+    step.done(&format!(
+        "{} and {} writable in RAM",
+        config.filesystems.tmpfs.join(" "),
+        config.filesystems.volatile.join(" ")
     ));
 
     let step = logger::Step::start("persistence ready");

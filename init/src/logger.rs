@@ -67,6 +67,11 @@ pub fn init(debug: bool) {
         // Userspace writes to kmsg are rate limited to 10 lines per 5 s by default, which
         // would swallow most of the boot log.
         let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+        if debug {
+            // Debug lines have kmsg priority 7, which the console shows only at loglevel 8:
+            // lightwhale.debug should put them on the screen, not only in dmesg.
+            let _ = std::fs::write("/proc/sys/kernel/printk", "8\n");
+        }
     }
     *LOGGER.kmsg.lock().unwrap_or_else(|e| e.into_inner()) = kmsg;
 }

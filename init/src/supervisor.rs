@@ -56,10 +56,13 @@ struct Unit {
     state: State,
     failures: u32,
     started_once: bool,
+    /// Position in the order in which services first started.
+    first_start: Option<u64>,
 }
 
 pub struct Supervisor {
     units: Vec<Unit>,
+    starts: u64,
     signals: SignalFd,
     buttons: Vec<File>,
 }
@@ -101,10 +104,11 @@ impl Supervisor {
                     svc,
                     failures: 0,
                     started_once: false,
+                    first_start: None,
                 }
             })
             .collect();
-        Ok(Supervisor { units, signals, buttons })
+        Ok(Supervisor { units, starts: 0, signals, buttons })
     }
 
     /// Supervises until a power request arrives.
@@ -137,6 +141,10 @@ impl Supervisor {
     /// Runs setup step `step` (or the service itself once setup is done).
     fn begin(&mut self, i: usize, step: usize) {
         let unit = &mut self.units[i];
+        if unit.first_start.is_none() {
+            unit.first_start = Some(self.starts);
+            self.starts += 1;
+        }
         let name = unit.svc.name.clone();
         let (argv, is_setup) = match unit.svc.setup.get(step) {
             Some(cmd) => (cmd.clone(), true),
@@ -267,10 +275,11 @@ impl Supervisor {
         }
     }
 
-    /// Stops services in reverse order, each with its own timeout, then every remaining
-    /// process.
+    /// Stops services in the reverse of the order they started in, each with its own
+    /// timeout, then every remaining process.
     pub fn stop_all(&mut self) {
-        for i in (0..self.units.len()).rev() {
+        let order = stop_order(&self.units.iter().map(|u| u.first_start).collect::<Vec<_>>());
+        for i in order {
             let pid = match self.units[i].state {
                 State::Running { pid, .. } | State::Setup { pid, .. } => pid,
                 _ => continue,
@@ -291,6 +300,17 @@ impl Supervisor {
         }
         kill_everything();
     }
+}
+
+/// Pure: unit indexes to stop, given when each first started. The reverse of the start
+/// order rather than of the configuration: a service that waited for another (dockerd for
+/// the network) started later and must stop first, so that containers still have their
+/// network while Docker stops them.
+pub fn stop_order(first_start: &[Option<u64>]) -> Vec<usize> {
+    let mut started: Vec<(u64, usize)> =
+        first_start.iter().enumerate().filter_map(|(i, s)| s.map(|s| (s, i))).collect();
+    started.sort_unstable_by(|a, b| b.cmp(a));
+    started.into_iter().map(|(_, i)| i).collect()
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -401,6 +421,14 @@ mod tests {
         assert_eq!(request_for(Signal::SIGUSR1), Some(PowerRequest::Halt));
         assert_eq!(request_for(Signal::SIGINT), Some(PowerRequest::Reboot));
         assert_eq!(request_for(Signal::SIGHUP), None);
+    }
+
+    #[test]
+    fn stops_in_reverse_start_order_not_config_order() {
+        // Config order: getty, containerd, dockerd, dhcpcd, sshd; dockerd waited for dhcpcd
+        // and started last; the unit that never started is not stopped.
+        let first_start = [Some(0), Some(1), Some(4), Some(2), Some(3), None];
+        assert_eq!(stop_order(&first_start), vec![2, 4, 3, 1, 0]);
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub fn settle(loader: &Loader, sys: &Path, deny: &[String], max: Duration) -> Se
         if quiet_since.elapsed() >= quiet || timed_out {
             return Settled { loaded, block_devices: blocks, waited: start.elapsed(), timed_out, usb_storage };
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -62,7 +62,6 @@ struct Unit {
 
 pub struct Supervisor {
     units: Vec<Unit>,
-    starts: u64,
     signals: SignalFd,
     buttons: Vec<File>,
 }
@@ -108,7 +107,7 @@ impl Supervisor {
                 }
             })
             .collect();
-        Ok(Supervisor { units, starts: 0, signals, buttons })
+        Ok(Supervisor { units, signals, buttons })
     }
 
     /// Supervises until a power request arrives.
@@ -140,11 +139,9 @@ impl Supervisor {
 
     /// Runs setup step `step` (or the service itself once setup is done).
     fn begin(&mut self, i: usize, step: usize) {
+        let started_before = self.units.iter().filter(|u| u.first_start.is_some()).count() as u64;
         let unit = &mut self.units[i];
-        if unit.first_start.is_none() {
-            unit.first_start = Some(self.starts);
-            self.starts += 1;
-        }
+        unit.first_start.get_or_insert(started_before);
         let name = unit.svc.name.clone();
         let (argv, is_setup) = match unit.svc.setup.get(step) {
             Some(cmd) => (cmd.clone(), true),

@@ -90,10 +90,10 @@ fn mmdebstrap(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<()> {
         .arg("--dpkgopt=path-exclude=/usr/share/doc/*")
         .arg("--dpkgopt=path-include=/usr/share/doc/*/copyright")
         .arg(format!("--include={}", packages.join(",")));
-    for s in &stubs {
+    for s in &stubs.debs {
         cmd.arg(format!("--include={}", s.display()));
     }
-    if !stubs.is_empty() {
+    if !stubs.debs.is_empty() {
         // dpkg runs inside the chroot and must see the stub .debs at the same path.
         cmd.arg("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount");
     }
@@ -152,14 +152,26 @@ pub fn mmdebstrap_hint(log: &str, mirror: &str) -> String {
     }
 }
 
+/// The stub .debs of one build, removed with the value once mmdebstrap is done with them.
+struct Stubs {
+    dir: PathBuf,
+    debs: Vec<PathBuf>,
+}
+
+impl Drop for Stubs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Empty packages that satisfy dependencies we do not want (see base/module.toml).
 /// They live under /tmp: mmdebstrap's file-mirror hook recreates their host path inside
 /// the tree, and the tree's /tmp is emptied later, so no trace of the checkout's location
 /// ends up in the image (which would make builds from two checkouts differ).
-fn build_stubs(ctx: &Ctx, modules: &[Module]) -> Result<Vec<PathBuf>> {
+fn build_stubs(ctx: &Ctx, modules: &[Module]) -> Result<Stubs> {
     let dir = PathBuf::from(format!("/tmp/lightwhale-stubs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut out = Vec::new();
+    let mut out = Stubs { dir: dir.clone(), debs: Vec::new() };
     for stub in modules.iter().flat_map(|m| &m.toml.debian.stubs) {
         let pkg = dir.join(&stub.name);
         std::fs::create_dir_all(pkg.join("DEBIAN")).ctx(STEP, &pkg)?;
@@ -178,7 +190,7 @@ fn build_stubs(ctx: &Ctx, modules: &[Module]) -> Result<Vec<PathBuf>> {
                 .arg(&pkg)
                 .arg(&deb),
         )?;
-        out.push(deb);
+        out.debs.push(deb);
     }
     Ok(out)
 }

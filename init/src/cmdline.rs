@@ -23,7 +23,9 @@ pub enum PersistenceMode {
 pub struct Options {
     pub persistence: PersistenceMode,
     pub debug: bool,
-    /// How long stage 1 waits for block devices (USB sticks are slow) before scanning.
+    /// The longest the early boot waits for block devices before scanning. It stops as soon
+    /// as they have settled; this bound only matters while devices keep appearing (slow
+    /// USB sticks, a controller still probing on a loaded machine).
     pub settle: Duration,
     /// Options we did not recognise, reported on the console so typos are visible.
     pub unknown: Vec<String>,
@@ -34,7 +36,7 @@ impl Default for Options {
         Options {
             persistence: PersistenceMode::Auto,
             debug: false,
-            settle: Duration::from_secs(5),
+            settle: Duration::from_secs(15),
             unknown: Vec::new(),
         }
     }

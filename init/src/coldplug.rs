@@ -70,9 +70,35 @@ fn block_devices(sys: &Path) -> Vec<String> {
     v
 }
 
-/// Loads drivers until nothing new shows up and the set of block devices has been stable
-/// for a quiet period (longer when USB storage is present: USB disks take a second or
-/// more to appear), or until `max` has passed.
+/// SCSI peripheral types that become block devices once sd_mod or sr_mod binds them:
+/// disk, CD/DVD, optical memory, reduced block commands (USB sticks and card readers too).
+const BLOCK_SCSI_TYPES: &[&str] = &["0", "5", "7", "14"];
+
+/// Pure over sysfs: SCSI devices (ATA, SATA, USB storage, virtio-scsi disks all show up
+/// here) of a block type that have no block device yet. While any is pending the disks
+/// have not settled, however quiet the rest is: under load, sd_mod can take seconds to
+/// bind a disk that the controller already found.
+pub fn pending_scsi_disks(sys: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(sys.join("bus/scsi/devices"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    let dev = e.path();
+                    let kind = std::fs::read_to_string(dev.join("type")).unwrap_or_default();
+                    BLOCK_SCSI_TYPES.contains(&kind.trim()) && !dev.join("block").exists()
+                })
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Loads drivers until nothing new shows up, no SCSI disk is waiting for its block device,
+/// and the set of block devices has been stable for a quiet period (longer when USB
+/// storage is present: USB disks take a second or more to appear), or until `max` has
+/// passed.
 pub fn settle(loader: &Loader, sys: &Path, deny: &[String], max: Duration) -> Settled {
     let start = Instant::now();
     let mut tried = BTreeSet::new();
@@ -91,7 +117,7 @@ pub fn settle(loader: &Loader, sys: &Path, deny: &[String], max: Duration) -> Se
             log::debug!("coldplug: {e}");
         }
         let now_blocks = block_devices(sys);
-        if !new.is_empty() || now_blocks != blocks {
+        if !new.is_empty() || now_blocks != blocks || !pending_scsi_disks(sys).is_empty() {
             quiet_since = Instant::now();
             blocks = now_blocks;
         }
@@ -109,6 +135,26 @@ pub fn settle(loader: &Loader, sys: &Path, deny: &[String], max: Duration) -> Se
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scsi_disks_without_a_block_device_are_pending() {
+        let sys = std::env::temp_dir().join(format!("lw-sysfs-scsi-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&sys);
+        let write = |rel: &str, text: &str| {
+            let p = sys.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("bus/scsi/devices/0:0:0:0/type", "0\n"); // disk, sd_mod not bound yet
+        write("bus/scsi/devices/1:0:0:0/type", "5\n"); // CD-ROM, bound
+        std::fs::create_dir_all(sys.join("bus/scsi/devices/1:0:0:0/block/sr0")).unwrap();
+        write("bus/scsi/devices/2:0:0:0/type", "1\n"); // tape: never a block device
+        write("bus/scsi/devices/host0/uevent", ""); // hosts and targets have no type
+        assert_eq!(pending_scsi_disks(&sys), vec!["0:0:0:0".to_string()]);
+        std::fs::create_dir_all(sys.join("bus/scsi/devices/0:0:0:0/block/sda")).unwrap();
+        assert!(pending_scsi_disks(&sys).is_empty());
+        std::fs::remove_dir_all(&sys).unwrap();
+    }
 
     #[test]
     fn modaliases_include_bus_and_input_devices() {

@@ -76,10 +76,16 @@ fn settle_drivers(loader: &kmod::Loader, config: &InitConfig, opts: &Options) {
     let settled = coldplug::settle(loader, Path::new("/sys"), &config.kernel_modules.deny, opts.settle);
     log::debug!("coldplug loaded: {}", settled.loaded.join(" "));
     if settled.timed_out {
+        let pending = coldplug::pending_scsi_disks(Path::new("/sys"));
         log::warn!(
-            "block devices were still appearing after {:.1} s (lightwhale.settle={}); continuing",
+            "block devices were still appearing after {:.1} s (lightwhale.settle={}){}; continuing",
             settled.waited.as_secs_f64(),
-            opts.settle.as_secs_f64()
+            opts.settle.as_secs_f64(),
+            if pending.is_empty() {
+                String::new()
+            } else {
+                format!(", disks without a driver yet: SCSI {}", pending.join(" "))
+            }
         );
     }
     step.done(&format!(

@@ -12,6 +12,7 @@ pub mod kmod;
 pub mod layout;
 pub mod logger;
 pub mod loopdev;
+pub mod mountinfo;
 pub mod mounts;
 pub mod net;
 pub mod persist;

@@ -2,40 +2,21 @@
 //! leave the persistence device clean (read-only if it could not be unmounted), then
 //! reboot, power off or halt.
 
-use crate::persist;
 use crate::supervisor::PowerRequest;
+use crate::{mountinfo, persist};
 use nix::mount::{umount2, MntFlags, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
+use std::path::{Path, PathBuf};
 
 /// Pure: mount points from /proc/self/mountinfo, most recently mounted first, without the
 /// ones that must stay until the very end (/, /proc, /sys, /dev and what is below them).
-pub fn unmount_order(mountinfo: &str) -> Vec<String> {
-    let mut v: Vec<String> = mountinfo
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .map(unescape)
-        .filter(|m| m != "/" && !["/proc", "/sys", "/dev"].iter().any(|k| m == k || m.starts_with(&format!("{k}/"))))
+pub fn unmount_order(mountinfo: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = mountinfo::mount_points(mountinfo)
+        .into_iter()
+        .filter(|m| m != Path::new("/") && !["/proc", "/sys", "/dev"].iter().any(|k| m.starts_with(k)))
         .collect();
     v.reverse();
     v
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let n = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(n);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn finish(req: PowerRequest) -> ! {
@@ -44,14 +25,11 @@ pub fn finish(req: PowerRequest) -> ! {
     let mut failed = Vec::new();
     let order = unmount_order(&info);
     for m in &order {
-        if let Err(e) = umount2(m.as_str(), MntFlags::empty()) {
-            failed.push(format!("{m} ({e})"));
+        if let Err(e) = umount2(m, MntFlags::empty()) {
+            failed.push(format!("{} ({e})", m.display()));
         }
     }
-    let data_still_mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(persist::MOUNT_POINT));
+    let data_still_mounted = mountinfo::current().iter().any(|m| m == Path::new(persist::MOUNT_POINT));
     if data_still_mounted {
         match nix::mount::mount(
             None::<&str>,
@@ -100,6 +78,8 @@ mod tests {
 29 22 0:30 / /etc rw - overlay overlay rw
 30 22 0:31 / /mnt/my\\040disk rw - tmpfs tmpfs rw
 ";
-        assert_eq!(unmount_order(info), vec!["/mnt/my disk", "/etc", "/mnt/lightwhale-data", "/run"]);
+        let order: Vec<PathBuf> =
+            ["/mnt/my disk", "/etc", "/mnt/lightwhale-data", "/run"].iter().map(PathBuf::from).collect();
+        assert_eq!(unmount_order(info), order);
     }
 }

@@ -6,6 +6,7 @@ pub mod host;
 pub mod machine;
 pub mod qemu;
 pub mod qmp;
+pub mod runner;
 
 pub use machine::{Machine, Output};
 pub use qemu::{Boot, Config, Disk, Iface};

@@ -137,8 +137,9 @@ impl Machine {
         config.qmp = Some(dir.join("qmp.sock"));
         if config.uefi && config.ovmf_vars.is_none() {
             let vars = dir.join("OVMF_VARS.fd");
-            std::fs::copy(crate::qemu::OVMF_VARS, &vars)
-                .map_err(|e| VmError::Setup(format!("copying {}: {e} (install ovmf)", crate::qemu::OVMF_VARS)))?;
+            let src = crate::qemu::ovmf_vars();
+            std::fs::copy(&src, &vars)
+                .map_err(|e| VmError::Setup(format!("copying {}: {e} (install ovmf)", src.display())))?;
             config.ovmf_vars = Some(vars);
         }
         let mut m = Machine {

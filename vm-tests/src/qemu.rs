@@ -47,8 +47,24 @@ pub struct Config {
     pub interactive: bool,
 }
 
+/// Debian's OVMF (package ovmf); LIGHTWHALE_OVMF_CODE and LIGHTWHALE_OVMF_VARS point
+/// elsewhere (the flake sets them to nixpkgs' OVMF).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+fn env_path(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default))
+}
+
+/// The UEFI firmware code image.
+pub fn ovmf_code() -> PathBuf {
+    env_path("LIGHTWHALE_OVMF_CODE", OVMF_CODE)
+}
+
+/// The UEFI variable store template (each machine boots a writable copy).
+pub fn ovmf_vars() -> PathBuf {
+    env_path("LIGHTWHALE_OVMF_VARS", OVMF_VARS)
+}
 
 impl Config {
     /// The seed guide's machine: 2 GiB, 2 vCPUs, BIOS, ISO as CD-ROM, ports 10022/10080.
@@ -82,7 +98,7 @@ impl Config {
         push(&self.cpus.to_string());
         if self.uefi {
             push("-drive");
-            push(&format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
+            push(&format!("if=pflash,format=raw,unit=0,readonly=on,file={}", ovmf_code().display()));
             if let Some(vars) = &self.ovmf_vars {
                 push("-drive");
                 push(&format!("if=pflash,format=raw,unit=1,file={}", vars.display()));

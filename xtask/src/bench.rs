@@ -6,7 +6,7 @@
 //! time on the host from QEMU's start to a console marker.
 
 use crate::build::{self, Ctx};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::util::Step;
 use lightwhale_vm_tests::host;
 use lightwhale_vm_tests::{Artifacts, Boot, Config, Disk, Iface, Machine, VmError};
@@ -18,10 +18,24 @@ use std::time::{Duration, Instant};
 const MIN: Duration = Duration::from_secs(60);
 const MIB: u64 = 1024 * 1024;
 
-struct Opts {
+#[derive(clap::Args)]
+pub struct Args {
+    /// Interleaved boots per configuration.
+    #[arg(long, default_value_t = 3, value_parser = parse_runs)]
     runs: usize,
-    builds: bool,
-    memory: bool,
+    /// Skip the build-time measurements (cold cache, warm, init-only change).
+    #[arg(long)]
+    no_builds: bool,
+    /// Skip the smallest-memory search.
+    #[arg(long)]
+    no_memory: bool,
+}
+
+fn parse_runs(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("a number of boots, at least 1".into()),
+    }
 }
 
 fn vm(e: VmError) -> Error {
@@ -132,17 +146,9 @@ fn idle_ram(a: &Artifacts, disk: &Path) -> Result<f64> {
 fn floor_boot(a: &Artifacts, floor_initramfs: &Path, run: usize) -> Result<Vec<(String, f64)>> {
     let dir = lightwhale_vm_tests::work_dir();
     let initrd = dir.join("floor-initrd.img");
-    let mut data = std::fs::read(floor_initramfs).map_err(|e| Error::Io {
-        step: "bench",
-        path: floor_initramfs.into(),
-        source: e,
-    })?;
-    data.extend(std::fs::read(&a.rootfs_img).map_err(|e| Error::Io {
-        step: "bench",
-        path: a.rootfs_img.clone(),
-        source: e,
-    })?);
-    std::fs::write(&initrd, data).map_err(|e| Error::Io { step: "bench", path: initrd.clone(), source: e })?;
+    let mut data = std::fs::read(floor_initramfs).ctx("bench", floor_initramfs)?;
+    data.extend(std::fs::read(&a.rootfs_img).ctx("bench", &a.rootfs_img)?);
+    std::fs::write(&initrd, data).ctx("bench", &initrd)?;
     let mut c =
         Config::new(Boot::Kernel { kernel: a.kernel.clone(), initrd, append: lightwhale_vm_tests::CMDLINE.into() });
     c.forwards.clear();
@@ -162,7 +168,7 @@ fn floor_boot(a: &Artifacts, floor_initramfs: &Path, run: usize) -> Result<Vec<(
 /// Boots once with a fresh disk carrying the header; returns the init's claim duration.
 fn claim_time(a: &Artifacts, size: u64, tag: &str) -> Result<f64> {
     let dir = lightwhale_vm_tests::work_dir().join("bench-disks");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Io { step: "bench", path: dir.clone(), source: e })?;
+    std::fs::create_dir_all(&dir).ctx("bench", &dir)?;
     let disk = dir.join(format!("claim-{tag}.img"));
     host::magic_disk(&disk, size).map_err(vm)?;
     let mut c = Config::new(a.kernel_boot("").map_err(vm)?);
@@ -243,30 +249,10 @@ fn mb(p: &Path) -> f64 {
     std::fs::metadata(p).map(|m| (m.len() as f64 / 1e6 * 10.0).round() / 10.0).unwrap_or(f64::NAN)
 }
 
-pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
-    let mut o = Opts { runs: 3, builds: true, memory: true };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--runs" => {
-                o.runs = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| Error::Usage("--runs needs a number".into()))?
-            }
-            "--no-builds" => o.builds = false,
-            "--no-memory" => o.memory = false,
-            other => {
-                return Err(Error::Usage(format!(
-                    "bench: unknown option {other} (known: --runs N, --no-builds, --no-memory)"
-                )))
-            }
-        }
-    }
+pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     let mut report = serde_json::Map::new();
 
-    if o.builds {
+    if !args.no_builds {
         let step = Step::start("bench: build times (cold cache, warm, init-only change)");
         let cold_cache = std::env::temp_dir().join(format!("lightwhale-cold-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&cold_cache);
@@ -274,16 +260,8 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         let _ = std::fs::remove_dir_all(&cold_cache);
         let warm = timed_build(ctx, &["--force"], &[])?;
         let main_rs = ctx.root.join("init/src/main.rs");
-        let f = std::fs::File::options().append(true).open(&main_rs).map_err(|e| Error::Io {
-            step: "bench",
-            path: main_rs.clone(),
-            source: e,
-        })?;
-        f.set_modified(std::time::SystemTime::now()).map_err(|e| Error::Io {
-            step: "bench",
-            path: main_rs.clone(),
-            source: e,
-        })?;
+        let f = std::fs::File::options().append(true).open(&main_rs).ctx("bench", &main_rs)?;
+        f.set_modified(std::time::SystemTime::now()).ctx("bench", &main_rs)?;
         let init_only = timed_build(ctx, &[], &[])?;
         step.done(&format!("cold {cold} s, warm {warm} s, init-only {init_only} s"));
         report.insert("build_s".into(), json!({ "cold": cold, "warm": warm, "init_only_change": init_only }));
@@ -319,10 +297,10 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
         m.shutdown().map_err(vm)?;
     }
 
-    let step = Step::start(format!("bench: {} interleaved boots each of Lightwhale and the floor", o.runs));
+    let step = Step::start(format!("bench: {} interleaved boots each of Lightwhale and the floor", args.runs));
     let mut lw: Vec<Vec<(String, f64)>> = Vec::new();
     let mut fl: Vec<Vec<(String, f64)>> = Vec::new();
-    for run in 0..o.runs {
+    for run in 0..args.runs {
         let l = lightwhale_boot(&a, &disk, run)?;
         println!("    lightwhale #{run}: {l:?}");
         lw.push(l);
@@ -354,18 +332,14 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
 
     let step = Step::start("bench: RAM");
     let idle = idle_ram(&a, &disk)?;
-    let min_mb = if o.memory { min_memory(&a) } else { None };
+    let min_mb = if !args.no_memory { min_memory(&a) } else { None };
     step.done(&format!("idle {idle} MB used, smallest -m {min_mb:?}"));
     report.insert("ram_mb".into(), json!({ "idle_used": idle, "min_boot_to_docker_run": min_mb }));
 
     report.insert("qemu".into(), json!({ "accel": "tcg", "cpus": 2, "memory_mb": 2048, "boot": "direct kernel (same kernel, initrds, cmdline as the ISO)" }));
     let report = Value::Object(report);
     let path = ctx.out.join("bench.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").map_err(|e| Error::Io {
-        step: "bench",
-        path: path.clone(),
-        source: e,
-    })?;
+    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").ctx("bench", &path)?;
     print_table(&report);
     println!("\nwritten to {}", path.display());
     Ok(())

@@ -1,6 +1,6 @@
 //! `cargo xtask deps`: the host tools the build and the tests need, installed with apt.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::util;
 use std::process::Command;
 
@@ -135,11 +135,7 @@ pub fn run() -> Result<()> {
                 .map_err(|source| Error::Spawn { step: "deps", program: "tee".into(), source })?;
             if let Some(mut stdin) = child.stdin.take() {
                 use std::io::Write;
-                stdin.write_all(line.as_bytes()).map_err(|source| Error::Io {
-                    step: "deps",
-                    path: BACKPORTS_LIST.into(),
-                    source,
-                })?;
+                stdin.write_all(line.as_bytes()).ctx("deps", BACKPORTS_LIST)?;
             }
             let _ = child.wait();
         }

@@ -1,30 +1,35 @@
-//! `cargo xtask test`: unit and host tests for the workspace, then the VM scenarios on a
-//! freshly built (or up-to-date) ISO.
+//! `cargo xtask test`: unit and host tests for the workspace, the flake evaluated against the
+//! nixpkgs stand-in, a reproducibility rebuild, then the VM scenarios on a freshly built (or
+//! up-to-date) ISO.
 
 use crate::build::{self, Ctx};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::util::{self, Step};
 use std::process::Command;
 
-pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
-    let mut unit = false;
-    let mut vm = false;
-    let mut repro = false;
-    let mut filter: Vec<String> = Vec::new();
-    for a in args {
-        match a.as_str() {
-            "--unit" => unit = true,
-            "--vm" => vm = true,
-            "--repro" => repro = true,
-            f if !f.starts_with('-') => filter.push(f.to_string()),
-            other => return Err(Error::Usage(format!("test: unknown option {other}"))),
-        }
-    }
-    if !unit && !vm && !repro {
-        unit = true;
-        vm = true;
-        repro = true;
-    }
+#[derive(clap::Args)]
+pub struct Args {
+    /// Unit and host tests (`cargo test --workspace`, root-only tests included).
+    #[arg(long)]
+    unit: bool,
+    /// Evaluate the flake (nix flake show, nix flake check --no-build) against the nixpkgs
+    /// stand-in, in a Debian 13 chroot with Nix 2.26.
+    #[arg(long)]
+    flake: bool,
+    /// Build everything a second time into out/repro and require bit-identical output.
+    #[arg(long)]
+    repro: bool,
+    /// The VM scenarios under QEMU.
+    #[arg(long)]
+    vm: bool,
+    /// Only tests whose name contains one of these.
+    filter: Vec<String>,
+}
+
+pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
+    let all = !args.unit && !args.flake && !args.vm && !args.repro;
+    let (unit, flake, vm, repro) = (args.unit || all, args.flake || all, args.vm || all, args.repro || all);
+    let filter = &args.filter;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     if unit {
         let step = Step::start("unit and host tests (cargo test --workspace)");
@@ -34,7 +39,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
             Command::new(&cargo)
                 .current_dir(&ctx.root)
                 .args(["test", "--workspace", "--exclude", "lightwhale-vm-tests", "--", "--include-ignored"])
-                .args(&filter),
+                .args(filter),
             "A unit or host test failed (see above).",
         )?;
         util::run(
@@ -43,6 +48,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
             "A harness unit test failed (see above).",
         )?;
         step.done("passed");
+    }
+    if flake {
+        crate::flake::check(ctx)?;
     }
     if repro {
         crate::repro::check(ctx)?;
@@ -64,7 +72,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .args(&filter)
+                .args(filter)
                 .env("LIGHTWHALE_OUT", &ctx.out),
             "A VM scenario failed; console logs are in target/vm-tests/<machine>/console.log.",
         )?;

@@ -1,15 +1,13 @@
 //! `cargo xtask iso`: the Debian-path build, in stages that each skip themselves when
 //! their inputs have not changed (a change to init/ only rebuilds the initramfs and ISO).
 
-pub mod cpio;
-pub mod image;
-pub mod initramfs;
-pub mod iso;
 pub mod rootfs;
 
 use crate::error::{Error, IoContext, Result};
-use crate::modules;
-use crate::util::{self, Stamp, Step};
+use crate::util::{self, Stamp};
+use lightwhale_image::manifest::{self as modules, Module};
+use lightwhale_image::progress::Step;
+use lightwhale_image::{initramfs, iso, squashfs};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,11 +77,13 @@ pub struct Built {
     pub rootfs_img: PathBuf,
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, clap::Args)]
 pub struct Options {
-    /// Fetch fresh package lists instead of using the cached ones.
+    /// Fetch fresh package lists (security updates) instead of the cached ones.
+    #[arg(long)]
     pub refresh: bool,
-    /// Rebuild the rootfs even when its inputs look unchanged.
+    /// Rebuild the root filesystem even when its inputs look unchanged.
+    #[arg(long)]
     pub force: bool,
 }
 
@@ -97,7 +97,7 @@ pub fn paths(ctx: &Ctx) -> Built {
 }
 
 fn need_root() -> Result<()> {
-    if nix_uid() != 0 {
+    if !lightwhale_image::is_root() {
         return Err(Error::Step {
             step: "iso",
             message: "building the image needs root (mmdebstrap --mode=root, chroot): run `sudo cargo xtask iso`"
@@ -107,26 +107,18 @@ fn need_root() -> Result<()> {
     Ok(())
 }
 
-fn nix_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|u| u.parse().ok())
-        })
-        .unwrap_or(u32::MAX)
-}
-
 /// The key of everything the rootfs stage reads.
 fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
     let mut h = Sha256::new();
     let modules = ctx.root.join("modules");
     util::hash_tree(&modules, &mut h).ctx("rootfs", &modules)?;
     h.update(rootfs::RECIPE);
-    h.update(include_str!("image.rs"));
-    h.update(image::squashfs_opts().join(" "));
+    h.update(squashfs::RECIPE);
+    h.update(lightwhale_image::users::RECIPE);
+    h.update(lightwhale_image::kmods::RECIPE);
+    h.update(lightwhale_image::install::RECIPE);
+    h.update(lightwhale_image::tree::RECIPE);
+    h.update(squashfs::squashfs_opts().join(" "));
     h.update(format!("{} {} {} {}", ctx.suite, ctx.mirror, ctx.epoch, opts.refresh));
     // The cached package lists decide the package versions.
     let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
@@ -153,7 +145,7 @@ pub fn build_init(ctx: &Ctx) -> Result<PathBuf> {
     let step = Step::start("init: static release build");
     let target_dir = ctx.root.join("target/init");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    util::run(
+    lightwhale_image::cmd::run(
         "init",
         Command::new(cargo)
             .current_dir(&ctx.root)
@@ -169,13 +161,25 @@ pub fn build_init(ctx: &Ctx) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The initramfs with `init` as /init and the modules' stage 1 kernel modules.
+fn build_initramfs(ctx: &Ctx, mods: &[Module], init: &Path, release: &str, out: &Path) -> Result<PathBuf> {
+    let kernel_modules = modules::all(mods, |m| &m.initramfs.kernel_modules);
+    Ok(initramfs::build(&initramfs::Initramfs {
+        init,
+        module_tree: &ctx.build.join("rootfs/usr/lib/modules").join(release),
+        release,
+        kernel_modules: &kernel_modules,
+        epoch: ctx.epoch,
+        out,
+    })?)
+}
+
 /// The benchmark floor's initramfs: same modules, `lightwhale-floor` as /init.
 pub fn floor_initramfs(ctx: &Ctx) -> Result<PathBuf> {
     let mods = modules::load(&ctx.root.join("modules"))?;
     let release_file = ctx.build.join("kernel-release");
     let release = std::fs::read_to_string(&release_file).ctx("floor", &release_file)?.trim().to_string();
-    let out = ctx.build.join("floor-initramfs.img");
-    initramfs::build(ctx, &mods, &init_bin(ctx, "lightwhale-floor"), &ctx.build.join("rootfs"), &release, &out)
+    build_initramfs(ctx, &mods, &init_bin(ctx, "lightwhale-floor"), &release, &ctx.build.join("floor-initramfs.img"))
 }
 
 pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
@@ -202,28 +206,45 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
         need_root()?;
         stamp.clear();
         let r = rootfs::build(ctx, &mods)?;
-        let sq = image::squashfs(ctx, &r.tree)?;
-        image::rootfs_img(ctx, &sq)?;
+        let sq = squashfs::build(&squashfs::Squashfs {
+            tree: &r.tree,
+            out: &ctx.build.join("rootfs.squashfs"),
+            epoch: ctx.epoch,
+            pseudo_file: None,
+            all_root: false,
+            log: &ctx.build.join("mksquashfs.log"),
+        })?;
+        squashfs::rootfs_img(&sq, &p.rootfs_img, ctx.epoch)?;
         std::fs::write(&release_file, &r.kernel_release).ctx("rootfs", &release_file)?;
         // The rootfs key may have changed if this run fetched the package lists.
         Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?).write().ctx("rootfs", &ctx.build)?;
         r.kernel_release
     };
 
-    initramfs::build(ctx, &mods, &init, &tree, &release, &p.initramfs)?;
+    build_initramfs(ctx, &mods, &init, &release, &p.initramfs)?;
 
     let mut h = Sha256::new();
     for f in [&p.kernel, &p.initramfs, &p.rootfs_img] {
-        h.update(util::sha256_file(f).ctx("iso", f)?);
+        h.update(lightwhale_image::sha256_file(f).ctx("iso", f)?);
     }
-    h.update(include_str!("iso.rs"));
+    h.update(iso::RECIPE);
     h.update(iso::CMDLINE);
     h.update(format!("{} {}", ctx.epoch, ctx.build_id));
     let iso_stamp = Stamp::new(ctx.build.join("iso.stamp"), util::hex(&h.finalize()));
     if iso_stamp.fresh() && p.iso.is_file() {
         println!("==> iso: unchanged, {} reused", p.iso.display());
     } else {
-        iso::build(ctx, &iso::Inputs { kernel: &p.kernel, initramfs: &p.initramfs, rootfs_img: &p.rootfs_img })?;
+        iso::build(&iso::Inputs {
+            kernel: &p.kernel,
+            initramfs: &p.initramfs,
+            rootfs_img: &p.rootfs_img,
+            boot: &iso::BootFiles::debian(),
+            version: &ctx.version,
+            build_id: &ctx.build_id,
+            epoch: ctx.epoch,
+            work_dir: &ctx.build,
+            out: &p.iso,
+        })?;
         iso_stamp.write().ctx("iso", &ctx.build)?;
     }
     println!("==> done in {:.1} s: {}", start.elapsed().as_secs_f64(), p.iso.display());

@@ -4,8 +4,11 @@
 
 use super::Ctx;
 use crate::error::{Error, IoContext, Result};
-use crate::modules::{self, Module};
-use crate::util::{self, Step};
+use lightwhale_image::cmd;
+use lightwhale_image::install::{self, BuildPath};
+use lightwhale_image::manifest::{self as modules, Module};
+use lightwhale_image::progress::Step;
+use lightwhale_image::{kmods, tree as ftree, users};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,45 +24,13 @@ pub struct Rootfs {
 
 pub fn build(ctx: &Ctx, modules: &[Module]) -> Result<Rootfs> {
     let tree = ctx.build.join("rootfs");
-    remove_tree(&tree)?;
+    ftree::remove_tree(&tree)?;
     let made = mmdebstrap(ctx, modules, &tree);
     // A failed mmdebstrap can leave its bind mounts behind; never leave them mounted.
-    unmount_below(&tree);
+    ftree::unmount_below(&tree);
     made?;
     let kernel_release = customize(ctx, modules, &tree)?;
     Ok(Rootfs { tree, kernel_release })
-}
-
-/// Mount points at or below `dir`, deepest first (from /proc/self/mountinfo).
-fn mounts_below(dir: &Path) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let prefix = dir.to_string_lossy().into_owned();
-    let mut v: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|m| *m == prefix || m.starts_with(&format!("{prefix}/")))
-        .map(str::to_string)
-        .collect();
-    v.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    v
-}
-
-fn unmount_below(dir: &Path) {
-    for m in mounts_below(dir) {
-        let _ = Command::new("umount").arg("--lazy").arg(&m).status();
-    }
-}
-
-/// Deletes an old tree, but never through a mount point (that would delete host files).
-fn remove_tree(tree: &Path) -> Result<()> {
-    if !tree.exists() {
-        return Ok(());
-    }
-    unmount_below(tree);
-    if let Some(m) = mounts_below(tree).first() {
-        return Err(Error::Step { step: STEP, message: format!("{m} is still mounted; unmount it, then build again") });
-    }
-    std::fs::remove_dir_all(tree).ctx(STEP, tree)
 }
 
 fn mmdebstrap(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<()> {
@@ -111,7 +82,7 @@ fn mmdebstrap(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<()> {
         .arg(tree)
         .arg(&ctx.mirror);
     let log = ctx.build.join("mmdebstrap.log");
-    util::run_logged(
+    cmd::run_logged(
         STEP,
         &mut cmd,
         &log,
@@ -182,7 +153,7 @@ fn build_stubs(ctx: &Ctx, modules: &[Module]) -> Result<Stubs> {
         );
         std::fs::write(pkg.join("DEBIAN/control"), control).ctx(STEP, &pkg)?;
         let deb = dir.join(format!("{}_1.0_all.deb", stub.name));
-        util::output(
+        cmd::output(
             STEP,
             Command::new("dpkg-deb")
                 .env("SOURCE_DATE_EPOCH", ctx.epoch.to_string())
@@ -198,103 +169,48 @@ fn build_stubs(ctx: &Ctx, modules: &[Module]) -> Result<Stubs> {
 /// Runs a tool inside the tree. SOURCE_DATE_EPOCH makes shadow's "last password change"
 /// the build date (0 would mean "must change at next login").
 fn chroot(ctx: &Ctx, tree: &Path, args: &[&str]) -> Result<String> {
-    util::output(STEP, Command::new("chroot").arg(tree).args(args).env("SOURCE_DATE_EPOCH", ctx.epoch.to_string()))
+    Ok(cmd::output(STEP, Command::new("chroot").arg(tree).args(args).env("SOURCE_DATE_EPOCH", ctx.epoch.to_string()))?)
 }
 
 /// Everything after the packages: module files, users, configuration, pruning, kernel.
 fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
     let step = Step::start("rootfs: adding module files, users and init configuration");
-    for m in modules {
-        if m.rootfs().is_dir() {
-            copy_tree(&m.rootfs(), tree)?;
-        }
-        if m.init_ron().is_file() {
-            let dst = tree.join("usr/lib/lightwhale/modules").join(&m.name);
-            std::fs::create_dir_all(&dst).ctx(STEP, &dst)?;
-            std::fs::copy(m.init_ron(), dst.join("init.ron")).ctx(STEP, &dst)?;
-        }
-    }
-    // Mount points and the directories the init overlays must exist in the image.
-    let cfg = lightwhale_init::config::load(&tree.join("usr/lib/lightwhale/modules"))
-        .map_err(|e| Error::Step { step: STEP, message: e.to_string() })?;
-    let fs = &cfg.filesystems;
-    for d in fs
-        .persisted
-        .iter()
-        .chain(&fs.volatile)
-        .chain(&fs.tmpfs)
-        .map(String::as_str)
-        .chain([lightwhale_init::persist::MOUNT_POINT])
-    {
-        let p = tree.join(d.trim_start_matches('/'));
-        std::fs::create_dir_all(&p).ctx(STEP, &p)?;
-    }
+    install::module_files(tree, modules, BuildPath::Debian)?;
 
-    for u in modules.iter().flat_map(|m| &m.toml.users) {
-        let exists = chroot(ctx, tree, &["getent", "passwd", &u.name]).is_ok();
-        if !exists {
-            chroot(ctx, tree, &["useradd", "--create-home", "--user-group", "--shell", &u.shell, &u.name])?;
-        }
-        if !u.groups.is_empty() {
-            chroot(ctx, tree, &["usermod", "--append", "--groups", &u.groups.join(","), &u.name])?;
-        }
-        let hash = password_hash(ctx, &u.name, &u.password)?;
-        chroot(ctx, tree, &["usermod", "--password", &hash, &u.name])?;
-    }
+    // Debian's packages created the system accounts; the same code makes them on Nix.
+    users::apply(
+        tree,
+        &modules::all(modules, |m| &m.groups),
+        &modules::all(modules, |m| &m.system_users),
+        &modules::all(modules, |m| &m.users),
+        ctx.epoch,
+    )?;
 
-    let release = format!(
-        "NAME=Lightwhale\nID=lightwhale\nVERSION={v}\nVERSION_ID={v}\nBUILD_ID={b}\nBUILD_DATE={d}\nDEBIAN_SUITE={s}\nHOME_URL=https://lightwhale.asklandd.dk/\n",
-        v = ctx.version,
-        b = ctx.build_id,
-        d = ctx.epoch,
-        s = ctx.suite
-    );
-    write(tree, "etc/lightwhale-release", &release)?;
+    let release = install::release_text(&ctx.version, &ctx.build_id, ctx.epoch, ("DEBIAN_SUITE", &ctx.suite));
+    install::write(tree, "etc/lightwhale-release", &release)?;
 
     let manifest = chroot(ctx, tree, &["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"])?;
-    write(tree, "usr/share/lightwhale/manifest", &manifest)?;
+    install::write(tree, "usr/share/lightwhale/manifest", &manifest)?;
 
     let kernel_release = kernel_release(tree)?;
     std::fs::copy(tree.join(format!("boot/vmlinuz-{kernel_release}")), ctx.build.join("vmlinuz"))
         .ctx(STEP, tree.join("boot"))?;
 
-    // Per-machine state must be created on the machine, not baked into every image.
-    for p in [
-        "etc/ssh/ssh_host_*",
-        "etc/machine-id",
-        "var/lib/dbus/machine-id",
-        "etc/resolv.conf",
-        "boot/*",
-        "var/log/*",
-        "var/cache/*",
-        "tmp/*",
-        "var/tmp/*",
-        "etc/.pwd.lock",
-        "etc/*-",
-    ] {
-        remove_glob(tree, p)?;
-    }
-    write(tree, "etc/resolv.conf", "")?;
-    write(tree, "etc/machine-id", "")?;
+    install::remove_machine_state(tree)?;
     let mut pruned = 0;
     for p in modules.iter().flat_map(|m| &m.toml.prune.paths) {
-        pruned += remove_glob(tree, p)?;
+        pruned += ftree::remove_glob(tree, p)?;
     }
-    let (dropped, kept) = prune_kernel_modules(modules, tree, &kernel_release)?;
-    util::output(STEP, Command::new("depmod").args(["-b"]).arg(tree).arg(&kernel_release))?;
+    let moddir = tree.join("usr/lib/modules").join(&kernel_release);
+    let k = kmods::prune(&moddir, &modules::all(modules, |m| &m.prune.drop_kernel_modules))?;
+    kmods::depmod(tree, &kernel_release)?;
     step.done(&format!(
-        "kernel {kernel_release} ({kept} modules kept, {dropped} dropped), {} packages, {pruned} paths pruned",
+        "kernel {kernel_release} ({} modules kept, {} dropped), {} packages, {pruned} paths pruned",
+        k.kept,
+        k.dropped,
         manifest.lines().count()
     ));
     Ok(kernel_release)
-}
-
-fn write(tree: &Path, rel: &str, text: &str) -> Result<()> {
-    let p = tree.join(rel);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).ctx(STEP, parent)?;
-    }
-    std::fs::write(&p, text).ctx(STEP, &p)
 }
 
 fn kernel_release(tree: &Path) -> Result<String> {
@@ -314,138 +230,6 @@ fn kernel_release(tree: &Path) -> Result<String> {
     }
 }
 
-/// SHA-512 crypt with a salt derived from the build epoch: a fresh random salt would make
-/// every build differ; the default password is public anyway.
-fn password_hash(ctx: &Ctx, user: &str, password: &str) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let digest = Sha256::digest(format!("{}:{user}", ctx.epoch));
-    let salt: String = digest.iter().take(16).map(|b| ALPHABET[(*b as usize) % 64] as char).collect();
-    let out = util::output(STEP, Command::new("openssl").args(["passwd", "-6", "-salt", &salt, password]))?;
-    Ok(out.trim().to_string())
-}
-
-/// Copies `src` over `dst`, keeping modes, owned by root.
-fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
-    let mut paths = util::walk(src).ctx(STEP, src)?;
-    paths.sort();
-    for p in paths {
-        let rel = p.strip_prefix(src).unwrap_or(&p);
-        let target = dst.join(rel);
-        let meta = std::fs::symlink_metadata(&p).ctx(STEP, &p)?;
-        if meta.is_dir() {
-            std::fs::create_dir_all(&target).ctx(STEP, &target)?;
-        } else {
-            if std::fs::symlink_metadata(&target).is_ok() {
-                std::fs::remove_file(&target).ctx(STEP, &target)?;
-            }
-            if meta.file_type().is_symlink() {
-                std::os::unix::fs::symlink(std::fs::read_link(&p).ctx(STEP, &p)?, &target).ctx(STEP, &target)?;
-            } else {
-                std::fs::copy(&p, &target).ctx(STEP, &target)?;
-            }
-        }
-        std::os::unix::fs::lchown(&target, Some(0), Some(0)).ctx(STEP, &target)?;
-    }
-    Ok(())
-}
-
-/// Removes what a glob (relative to the tree, `*` within one path component) matches.
-fn remove_glob(tree: &Path, pattern: &str) -> Result<usize> {
-    let mut n = 0;
-    for p in glob(tree, pattern.trim_start_matches('/')) {
-        let meta = match std::fs::symlink_metadata(&p) {
-            Ok(m) => m,
-            Err(_) => continue,
-        };
-        if meta.is_dir() {
-            std::fs::remove_dir_all(&p).ctx(STEP, &p)?;
-        } else {
-            std::fs::remove_file(&p).ctx(STEP, &p)?;
-        }
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// Expands `a/*/b*` below `root`; `**` matches any number of directories.
-pub fn glob(root: &Path, pattern: &str) -> Vec<PathBuf> {
-    let mut current = vec![root.to_path_buf()];
-    for comp in pattern.split('/').filter(|c| !c.is_empty()) {
-        let mut next = Vec::new();
-        for dir in &current {
-            if comp == "**" {
-                next.push(dir.clone());
-                if let Ok(all) = util::walk(dir) {
-                    next.extend(all.into_iter().filter(|p| p.is_dir() && !p.is_symlink()));
-                }
-                continue;
-            }
-            if !comp.contains(['*', '?', '[']) {
-                let p = dir.join(comp);
-                if std::fs::symlink_metadata(&p).is_ok() {
-                    next.push(p);
-                }
-                continue;
-            }
-            if let Ok(rd) = std::fs::read_dir(dir) {
-                for e in rd.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if lightwhale_init::kmod::alias::glob_match(comp.as_bytes(), name.as_bytes()) {
-                        next.push(e.path());
-                    }
-                }
-            }
-        }
-        next.sort();
-        next.dedup();
-        current = next;
-    }
-    if current.len() == 1 && current[0] == root {
-        return Vec::new();
-    }
-    current
-}
-
-/// Removes the kernel module directories that modules drop (keeping whatever a kept
-/// module depends on), then decompresses the rest: squashfs compresses them as well as
-/// xz did, and the kernel loads a plain .ko much faster than it unpacks a .ko.xz (the
-/// difference is seconds of boot under TCG).
-fn prune_kernel_modules(modules: &[Module], tree: &Path, release: &str) -> Result<(usize, usize)> {
-    use lightwhale_init::kmod::DepTable;
-    let moddir = tree.join("usr/lib/modules").join(release);
-    let drop: Vec<&String> = modules.iter().flat_map(|m| &m.toml.prune.drop_kernel_modules).collect();
-    let dep_text = std::fs::read_to_string(moddir.join("modules.dep")).ctx(STEP, &moddir)?;
-    let deps = DepTable::parse(&dep_text, "");
-    let dropped = |rel: &str| {
-        let rel = rel.strip_prefix("kernel/").unwrap_or(rel);
-        drop.iter().any(|d| match d.strip_suffix('*') {
-            Some(prefix) => rel.starts_with(prefix),
-            None => rel == d.as_str() || rel.starts_with(&format!("{}/", d.trim_end_matches('/'))),
-        })
-    };
-    let kept: Vec<&str> = deps.names().filter(|n| deps.path(n).is_some_and(|p| !dropped(p))).collect();
-    let (needed, _) = deps.load_order(kept.iter().copied());
-    let needed: std::collections::HashSet<String> = needed.into_iter().collect();
-    let mut removed = 0;
-    for name in deps.names() {
-        if !needed.contains(name) {
-            let p = moddir.join(deps.path(name).unwrap_or_default());
-            std::fs::remove_file(&p).ctx(STEP, &p)?;
-            removed += 1;
-        }
-    }
-    let compressed: Vec<PathBuf> = util::walk(&moddir)
-        .ctx(STEP, &moddir)?
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "xz"))
-        .collect();
-    for chunk in compressed.chunks(400) {
-        util::output(STEP, Command::new("xz").args(["--decompress", "--threads=0", "--"]).args(chunk))?;
-    }
-    Ok((removed, needed.len()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,20 +242,5 @@ mod tests {
         )
         .contains("check the network"));
         assert!(mmdebstrap_hint("E: Unable to locate package dockr.io", "m").contains("module.toml"));
-    }
-
-    #[test]
-    fn glob_expands_within_components() {
-        let dir = std::env::temp_dir().join(format!("lw-glob-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("usr/share/doc/a")).unwrap();
-        std::fs::create_dir_all(dir.join("usr/share/doc/b")).unwrap();
-        std::fs::write(dir.join("usr/share/doc/a/copyright"), "").unwrap();
-        std::fs::write(dir.join("usr/share/doc/a/README"), "").unwrap();
-        let got = glob(&dir, "usr/share/doc/*/READ*");
-        assert_eq!(got, vec![dir.join("usr/share/doc/a/README")]);
-        assert_eq!(glob(&dir, "usr/share/doc/*").len(), 2);
-        assert!(glob(&dir, "nope/*").is_empty());
-        assert_eq!(glob(&dir, "**/copyright"), vec![dir.join("usr/share/doc/a/copyright")]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,9 +1,14 @@
 //! `modules/<name>/module.toml`: what each image feature contributes. The flake reads the
-//! same files with `builtins.fromTOML`, so both build paths agree on the contents.
+//! same files with `builtins.fromTOML` (nix/manifest.nix), so both build paths agree on
+//! the contents; `cargo xtask test` compares the two readings.
 
 use crate::error::{Error, IoContext, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// This file's own text: part of the staleness key of the build step that runs it.
+pub const RECIPE: &str = include_str!("manifest.rs");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -11,14 +16,19 @@ pub struct ModuleToml {
     pub description: String,
     #[serde(default)]
     pub debian: Debian,
-    /// Read by the flake only; parsing it here checks the shared schema.
     #[serde(default)]
-    #[allow(dead_code)]
     pub nix: Nix,
     #[serde(default)]
     pub initramfs: Initramfs,
     #[serde(default)]
     pub users: Vec<User>,
+    /// System groups the module's programs need (Debian's packages create them; the Nix
+    /// path creates them from here).
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    /// Locked accounts for the module's daemons, likewise.
+    #[serde(default)]
+    pub system_users: Vec<SystemUser>,
     #[serde(default)]
     pub prune: Prune,
 }
@@ -39,12 +49,18 @@ pub struct Stub {
     pub provides: Vec<String>,
 }
 
+/// The Nix path's view of the module: nixpkgs attributes, and where their files go.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // the Debian path does not install nixpkgs attributes
 pub struct Nix {
+    /// nixpkgs attribute paths (`docker`, `pkgsStatic.busybox`); their bin/ and sbin/
+    /// are linked into /usr/bin (and /usr/sbin, /bin, /sbin point there).
     #[serde(default)]
     pub packages: Vec<String>,
+    /// Image path -> `attribute:path inside its output`: files the Debian packages put
+    /// where programs look for them (a CLI plugin, /etc/ssh/moduli, the CA bundle).
+    #[serde(default)]
+    pub links: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -54,7 +70,7 @@ pub struct Initramfs {
     pub kernel_modules: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
@@ -67,6 +83,26 @@ pub struct User {
 
 fn default_shell() -> String {
     "/bin/sh".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    /// Fixed id; otherwise the highest free system id (as `groupadd --system`).
+    #[serde(default)]
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemUser {
+    pub name: String,
+    #[serde(default)]
+    pub uid: Option<u32>,
+    #[serde(default)]
+    pub comment: String,
+    pub home: String,
 }
 
 /// Paths removed from the image after packages are installed (globs relative to /).
@@ -89,8 +125,13 @@ pub struct Module {
 }
 
 impl Module {
+    /// Files for both images.
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
+    }
+    /// Files only the Nix image needs, because on Debian a package provides them.
+    pub fn nix_rootfs(&self) -> PathBuf {
+        self.dir.join("nix-rootfs")
     }
     pub fn init_ron(&self) -> PathBuf {
         self.dir.join("init.ron")
@@ -127,6 +168,14 @@ pub fn debian_packages(modules: &[Module]) -> Vec<String> {
     v.sort();
     v.dedup();
     v
+}
+
+/// Everything of one kind from all modules, in module order.
+pub fn all<'a, T>(modules: &'a [Module], pick: impl Fn(&'a ModuleToml) -> &'a Vec<T>) -> Vec<T>
+where
+    T: Clone + 'a,
+{
+    modules.iter().flat_map(|m| pick(&m.toml).iter().cloned()).collect()
 }
 
 #[cfg(test)]

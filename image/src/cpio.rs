@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn host_cpio_can_read_it() {
-        assert!(crate::util::which("cpio"), "cpio is missing: run `cargo xtask deps`");
+        assert!(crate::cmd::which("cpio"), "cpio is missing: run `cargo xtask deps`");
         let mut w = Writer::new(Vec::new(), 0);
         w.dir("a", 0o755).unwrap();
         w.file("a/b.txt", 0o644, b"hello\n").unwrap();

@@ -1,27 +1,38 @@
 //! The early initramfs: the static Rust init, /dev/console, and the few kernel modules
 //! (with their dependencies) that stage 1 needs to mount the image.
 
-use super::cpio;
-use super::Ctx;
+use crate::cpio;
 use crate::error::{Error, IoContext, Result};
-use crate::modules::Module;
-use crate::util::Step;
+use crate::progress::Step;
 use lightwhale_init::kmod::DepTable;
 use std::path::{Path, PathBuf};
 
 const STEP: &str = "initramfs";
 
+/// What goes into an initramfs.
+pub struct Initramfs<'a> {
+    /// Becomes /init.
+    pub init: &'a Path,
+    /// The kernel's module tree, `<root>/usr/lib/modules/<release>` (with modules.dep).
+    pub module_tree: &'a Path,
+    pub release: &'a str,
+    /// Kernel modules stage 1 loads ([initramfs] in the modules' manifests); their
+    /// dependencies come along.
+    pub kernel_modules: &'a [String],
+    pub epoch: u64,
+    pub out: &'a Path,
+}
+
 /// Writes `out`: an initramfs with `init` as /init.
-pub fn build(ctx: &Ctx, modules: &[Module], init: &Path, tree: &Path, release: &str, out: &Path) -> Result<PathBuf> {
+pub fn build(i: &Initramfs) -> Result<PathBuf> {
+    let (init, release, out, moddir) = (i.init, i.release, i.out, i.module_tree);
     let step = Step::start(format!(
         "initramfs: {} and stage 1 kernel modules",
         init.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let moddir = tree.join("usr/lib/modules").join(release);
     let read = |name: &str| std::fs::read_to_string(moddir.join(name)).ctx(STEP, moddir.join(name));
     let deps = DepTable::parse(&read("modules.dep")?, &read("modules.builtin")?);
-    let wanted: Vec<&str> = modules.iter().flat_map(|m| &m.toml.initramfs.kernel_modules).map(String::as_str).collect();
-    let (lines, unknown) = deps.closure_lines(wanted.iter().copied());
+    let (lines, unknown) = deps.closure_lines(i.kernel_modules.iter().map(String::as_str));
     if !unknown.is_empty() {
         return Err(Error::Step {
             step: STEP,
@@ -33,7 +44,7 @@ pub fn build(ctx: &Ctx, modules: &[Module], init: &Path, tree: &Path, release: &
 
     let out = out.to_path_buf();
     let file = std::fs::File::create(&out).ctx(STEP, &out)?;
-    let mut w = cpio::Writer::new(std::io::BufWriter::new(file), ctx.epoch as u32);
+    let mut w = cpio::Writer::new(std::io::BufWriter::new(file), i.epoch as u32);
     let init_bytes = std::fs::read(init).ctx(STEP, init)?;
     let kdir = format!("lib/modules/{release}");
     let mut count = 0;

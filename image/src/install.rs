@@ -1,0 +1,107 @@
+//! What the modules put into a root tree on both build paths: their files, their init
+//! configuration, the directories the init mounts over, the release file, and no
+//! per-machine state.
+
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::Module;
+use std::path::Path;
+
+const STEP: &str = "module files";
+
+/// This file's own text: part of the staleness key of the build step that runs it.
+pub const RECIPE: &str = include_str!("install.rs");
+
+/// Which build path the tree is for: the Nix image also gets each module's `nix-rootfs/`
+/// (files a Debian package provides on the other path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildPath {
+    Debian,
+    Nix,
+}
+
+/// Copies each module's files and init.ron into the tree, then makes the directories the
+/// init mounts over (persisted, volatile, tmpfs, the persistence mount point).
+pub fn module_files(tree: &Path, modules: &[Module], path: BuildPath) -> Result<()> {
+    for m in modules {
+        let mut dirs = vec![m.rootfs()];
+        if path == BuildPath::Nix {
+            dirs.push(m.nix_rootfs());
+        }
+        for d in dirs.iter().filter(|d| d.is_dir()) {
+            crate::tree::copy_tree(d, tree)?;
+        }
+        if m.init_ron().is_file() {
+            let dst = tree.join(lightwhale_init::config::CONFIG_DIR.trim_start_matches('/')).join(&m.name);
+            std::fs::create_dir_all(&dst).ctx(STEP, &dst)?;
+            std::fs::copy(m.init_ron(), dst.join("init.ron")).ctx(STEP, &dst)?;
+        }
+    }
+    let cfg = lightwhale_init::config::load(&tree.join(lightwhale_init::config::CONFIG_DIR.trim_start_matches('/')))
+        .map_err(|e| Error::Step { step: STEP, message: e.to_string() })?;
+    let fs = &cfg.filesystems;
+    for d in fs
+        .persisted
+        .iter()
+        .chain(&fs.volatile)
+        .chain(&fs.tmpfs)
+        .map(String::as_str)
+        .chain([lightwhale_init::persist::MOUNT_POINT])
+    {
+        let p = tree.join(d.trim_start_matches('/'));
+        std::fs::create_dir_all(&p).ctx(STEP, &p)?;
+    }
+    Ok(())
+}
+
+/// `/etc/lightwhale-release`. `origin` names where the packages came from
+/// (`DEBIAN_SUITE=trixie`, or the nixpkgs revision).
+pub fn release_text(version: &str, build_id: &str, epoch: u64, origin: (&str, &str)) -> String {
+    format!(
+        "NAME=Lightwhale\nID=lightwhale\nVERSION={version}\nVERSION_ID={version}\nBUILD_ID={build_id}\nBUILD_DATE={epoch}\n{}={}\nHOME_URL=https://lightwhale.asklandd.dk/\n",
+        origin.0, origin.1
+    )
+}
+
+/// Writes a file below the tree, making its directory.
+pub fn write(tree: &Path, rel: &str, text: &str) -> Result<()> {
+    let p = tree.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).ctx(STEP, parent)?;
+    }
+    std::fs::write(&p, text).ctx(STEP, &p)
+}
+
+/// Per-machine state must be created on the machine (SSH host keys, machine-id), and
+/// build leftovers must not reach the image.
+pub fn remove_machine_state(tree: &Path) -> Result<()> {
+    for p in [
+        "etc/ssh/ssh_host_*",
+        "etc/machine-id",
+        "var/lib/dbus/machine-id",
+        "etc/resolv.conf",
+        "boot/*",
+        "var/log/*",
+        "var/cache/*",
+        "tmp/*",
+        "var/tmp/*",
+        "etc/.pwd.lock",
+        "etc/*-",
+    ] {
+        crate::tree::remove_glob(tree, p)?;
+    }
+    write(tree, "etc/resolv.conf", "")?;
+    write(tree, "etc/machine-id", "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_names_its_origin() {
+        let t = release_text("0.1.0", "abc", 5, ("DEBIAN_SUITE", "trixie"));
+        assert!(
+            t.starts_with("NAME=Lightwhale\n") && t.contains("\nBUILD_ID=abc\nBUILD_DATE=5\nDEBIAN_SUITE=trixie\n")
+        );
+    }
+}

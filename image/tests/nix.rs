@@ -1,0 +1,141 @@
+//! The Nix files, checked without nixpkgs: every .nix file parses, and the pure part
+//! (nix/manifest.nix) reads the modules' manifests exactly as the Rust builder does.
+//! Needs `nix-instantiate` (Debian's nix-bin, installed by `cargo xtask deps`). The whole
+//! flake is evaluated against the nixpkgs stand-in by `cargo xtask test` (xtask/src/flake.rs).
+
+use lightwhale_image::manifest::{self, Module};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn nix_instantiate(args: &[&str]) -> String {
+    let out = Command::new("nix-instantiate")
+        .args(args)
+        .current_dir(repo())
+        // Debian's nix-bin names a build group that a plain host does not have.
+        .env("NIX_CONFIG", "build-users-group =")
+        .output()
+        .expect("nix-instantiate is missing: run `cargo xtask deps`");
+    assert!(out.status.success(), "nix-instantiate {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn nix_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir_nix(&repo().join("nix"));
+    v.push(repo().join("flake.nix"));
+    v.sort();
+    v
+}
+
+fn walkdir_nix(dir: &Path) -> Vec<PathBuf> {
+    lightwhale_image::tree::walk(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "nix"))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs nix-instantiate: run with `cargo xtask test`"]
+fn every_nix_file_parses() {
+    let files = nix_files();
+    assert!(files.len() >= 5, "{files:?}");
+    for f in files {
+        nix_instantiate(&["--parse", f.to_str().unwrap()]);
+    }
+}
+
+/// The Rust side's reading, in the shape nix/manifest.nix returns.
+fn rust_view(mods: &[Module]) -> Value {
+    let per_module: Vec<Value> = mods
+        .iter()
+        .map(|m| {
+            let t = &m.toml;
+            json!({
+                "name": m.name,
+                "description": t.description,
+                "nixPackages": t.nix.packages,
+                "nixLinks": t.nix.links,
+                "users": t.users,
+                "groups": t.groups,
+                "systemUsers": t.system_users,
+                "initramfsKernelModules": t.initramfs.kernel_modules,
+                "dropKernelModules": t.prune.drop_kernel_modules,
+            })
+        })
+        .collect();
+    let mut packages: Vec<String> = Vec::new();
+    for p in mods.iter().flat_map(|m| &m.toml.nix.packages) {
+        if !packages.contains(p) {
+            packages.push(p.clone());
+        }
+    }
+    let links: serde_json::Map<String, Value> =
+        mods.iter().flat_map(|m| &m.toml.nix.links).map(|(k, v)| (k.clone(), json!(v))).collect();
+    json!({
+        "modules": per_module,
+        "moduleNames": mods.iter().map(|m| &m.name).collect::<Vec<_>>(),
+        "nixPackages": packages,
+        "nixLinks": links,
+        "users": manifest::all(mods, |m| &m.users),
+        "groups": manifest::all(mods, |m| &m.groups),
+        "systemUsers": system_users(mods),
+        "initramfsKernelModules": manifest::all(mods, |m| &m.initramfs.kernel_modules),
+        "dropKernelModules": manifest::all(mods, |m| &m.prune.drop_kernel_modules),
+        "modulesWithoutNixPackages": mods.iter().filter(|m| m.toml.nix.packages.is_empty()).map(|m| &m.name).collect::<Vec<_>>(),
+    })
+}
+
+fn system_users(mods: &[Module]) -> Vec<manifest::SystemUser> {
+    manifest::all(mods, |m| &m.system_users)
+}
+
+#[test]
+#[ignore = "needs nix-instantiate: run with `cargo xtask test`"]
+fn the_pure_nix_part_reads_the_manifests_as_the_rust_builder_does() {
+    let mods = manifest::load(&repo().join("modules")).unwrap();
+    let nix: Value = serde_json::from_str(&nix_instantiate(&[
+        "--eval",
+        "--strict",
+        "--json",
+        "-E",
+        "import ./nix/manifest.nix { }",
+    ]))
+    .unwrap();
+    let rust = rust_view(&mods);
+    for key in rust.as_object().unwrap().keys() {
+        assert_eq!(nix[key], rust[key], "nix/manifest.nix and the Rust builder disagree on `{key}`");
+    }
+    assert_eq!(nix.as_object().unwrap().len(), rust.as_object().unwrap().len(), "{nix:#}");
+    assert_eq!(nix["modulesWithoutNixPackages"], json!([]), "every module needs a [nix] package list");
+    assert!(nix["users"].as_array().unwrap().iter().any(|u| u["name"] == "op"));
+}
+
+#[test]
+#[ignore = "needs nix-instantiate: run with `cargo xtask test`"]
+fn a_module_without_nix_packages_is_reported() {
+    let dir = repo().join("target/test-scratch/nix-manifest");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("lonely")).unwrap();
+    std::fs::write(dir.join("lonely/module.toml"), "description = \"x\"\n[debian]\npackages = [\"hello\"]\n").unwrap();
+    let expr = format!("(import ./nix/manifest.nix {{ modulesDir = {}; }}).modulesWithoutNixPackages", dir.display());
+    let out = nix_instantiate(&["--eval", "--strict", "--json", "-E", &expr]);
+    assert_eq!(out.trim(), "[\"lonely\"]");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// flake.lock pins nixpkgs to the known-good nixos-25.11 revision (DESIGN.md section 2).
+#[test]
+fn the_lock_pins_the_known_good_nixpkgs() {
+    let lock: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("flake.lock")).unwrap()).unwrap();
+    let node = &lock["nodes"]["nixpkgs"];
+    assert_eq!(node["locked"]["rev"], "b6018f87da91d19d0ab4cf979885689b469cdd41");
+    assert_eq!(node["locked"]["narHash"], "sha256-twXPFqFsrrY5r28Zh7Homgcp2gUMBgQ6WDS98Q/3xFI=");
+    assert_eq!(node["locked"]["lastModified"], 1782847189);
+    assert_eq!(node["original"]["ref"], "nixos-25.11");
+    assert_eq!(lock["nodes"]["root"]["inputs"]["nixpkgs"], "nixpkgs");
+}

@@ -18,7 +18,7 @@
     in
     {
       packages.${system} = {
-        inherit (lw) init mkimage kernel rootfs initramfs iso;
+        inherit (lw) init tools mkimage kernel rootfs initramfs iso;
         default = lw.iso;
       };
 

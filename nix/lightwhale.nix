@@ -45,6 +45,13 @@ let
     package = "lightwhale-init";
   };
 
+  # The administrator's commands (lightwhale, setup-hostname, setup-wifi), static too.
+  tools = workspaceBinary {
+    rustPlatform = pkgs.pkgsStatic.rustPlatform;
+    pname = "lightwhale-tools";
+    package = "lightwhale-tools";
+  };
+
   mkimageTools = [ pkgs.squashfsTools pkgs.libisoburn pkgs.grub2_efi pkgs.mtools pkgs.dosfstools pkgs.xz pkgs.kmod ];
   mkimage = workspaceBinary {
     pname = "lightwhale-mkimage";
@@ -66,7 +73,7 @@ let
   # the package listed first, so the order of the modules' lists decides.
   env = pkgs.buildEnv {
     name = "lightwhale-env";
-    paths = map attr manifest.nixPackages;
+    paths = [ tools ] ++ map attr manifest.nixPackages;
     pathsToLink = [ "/bin" ];
     ignoreCollisions = true;
   };
@@ -182,5 +189,5 @@ let
   });
 in
 {
-  inherit init mkimage kernel rootfs initramfs iso qemu unitTests vmTests devShell;
+  inherit init tools mkimage kernel rootfs initramfs iso qemu unitTests vmTests devShell;
 }

@@ -53,13 +53,24 @@ pub fn module_files(tree: &Path, modules: &[Module], path: BuildPath) -> Result<
     Ok(())
 }
 
-/// `/etc/lightwhale-release`. `origin` names where the packages came from
+/// The release file's text. `origin` names where the packages came from
 /// (`DEBIAN_SUITE=trixie`, or the nixpkgs revision).
 pub fn release_text(version: &str, build_id: &str, epoch: u64, origin: (&str, &str)) -> String {
     format!(
         "NAME=Lightwhale\nID=lightwhale\nVERSION={version}\nVERSION_ID={version}\nBUILD_ID={build_id}\nBUILD_DATE={epoch}\n{}={}\nHOME_URL=https://lightwhale.asklandd.dk/\n",
         origin.0, origin.1
     )
+}
+
+/// Writes the release file where the init reads it (/usr, immutable), and the
+/// /etc/lightwhale-release link people know.
+pub fn write_release(tree: &Path, text: &str) -> Result<()> {
+    use lightwhale_init::release::{ETC_LINK, PATH};
+    write(tree, PATH.trim_start_matches('/'), text)?;
+    let link = tree.join(ETC_LINK.trim_start_matches('/'));
+    let _ = std::fs::remove_file(&link);
+    let target = Path::new("..").join(PATH.trim_start_matches('/'));
+    std::os::unix::fs::symlink(&target, &link).ctx(STEP, &link)
 }
 
 /// Writes a file below the tree, making its directory.
@@ -77,6 +88,8 @@ pub fn remove_machine_state(tree: &Path) -> Result<()> {
     for p in [
         "etc/ssh/ssh_host_*",
         "etc/machine-id",
+        // The name comes from the machine id unless someone sets one (init/src/hostname.rs).
+        "etc/hostname",
         "var/lib/dbus/machine-id",
         "etc/resolv.conf",
         "boot/*",

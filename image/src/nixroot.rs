@@ -36,7 +36,7 @@ pub struct NixRoot<'a> {
     pub modules: &'a [Module],
     pub version: &'a str,
     pub build_id: &'a str,
-    /// The nixpkgs revision, for /etc/lightwhale-release.
+    /// The nixpkgs revision, for the release file.
     pub nixpkgs: &'a str,
     pub epoch: u64,
     pub tree: &'a Path,
@@ -230,7 +230,7 @@ pub fn build(r: &NixRoot) -> Result<Vec<String>> {
     }
 
     let release = install::release_text(r.version, r.build_id, r.epoch, ("NIXPKGS", r.nixpkgs));
-    install::write(tree, "etc/lightwhale-release", &release)?;
+    install::write_release(tree, &release)?;
     install::write(tree, "usr/share/lightwhale/manifest", &(manifest_lines.join("\n") + "\n"))?;
     install::remove_machine_state(tree)?;
     Ok(pseudo)
@@ -383,7 +383,13 @@ mod tests {
         assert!(pseudo.contains(&"etc/sudoers m 440 0 0".to_string()));
         assert!(pseudo.contains(&"tmp m 1777 0 0".to_string()));
         // Release and manifest say where it came from; no per-machine state.
-        assert!(std::fs::read_to_string(tree.join("etc/lightwhale-release")).unwrap().contains("NIXPKGS=b6018f87\n"));
+        assert!(std::fs::read_to_string(tree.join("usr/lib/lightwhale/release"))
+            .unwrap()
+            .contains("NIXPKGS=b6018f87\n"));
+        assert_eq!(
+            std::fs::read_link(tree.join("etc/lightwhale-release")).unwrap(),
+            Path::new("../usr/lib/lightwhale/release")
+        );
         assert!(std::fs::read_to_string(tree.join("usr/share/lightwhale/manifest")).unwrap().contains("aaa-bash\n"));
         assert_eq!(std::fs::read_to_string(tree.join("etc/machine-id")).unwrap(), "");
     }

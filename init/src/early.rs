@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const VOLATILE_BASE: &str = "/run/lightwhale/volatile";
-pub const STATUS_FILE: &str = "/run/lightwhale/persistence";
 const MKE2FS: &str = "/usr/sbin/mke2fs";
 const E2FSCK: &str = "/usr/sbin/e2fsck";
 
@@ -26,35 +25,7 @@ pub enum EarlyError {
     Persist(#[from] pmount::MountError),
 }
 
-/// What persistence ended up as on this boot; shown on the console and in STATUS_FILE.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Persistence {
-    Device {
-        device: String,
-        claimed: bool,
-        uuid: String,
-    },
-    Tmpfs {
-        reason: String,
-    },
-    /// A persistence device exists but could not be used; nothing was written to it.
-    Failed {
-        device: String,
-        error: String,
-    },
-}
-
-impl Persistence {
-    pub fn status_text(&self) -> String {
-        match self {
-            Persistence::Device { device, claimed, uuid } => {
-                format!("mode=device\ndevice={device}\nclaimed={claimed}\nuuid={uuid}\n")
-            }
-            Persistence::Tmpfs { reason } => format!("mode=tmpfs\nreason={reason}\n"),
-            Persistence::Failed { device, error } => format!("mode=tmpfs\nfailed_device={device}\nerror={error}\n"),
-        }
-    }
-}
+pub use crate::facts::Persistence;
 
 pub struct Early {
     pub config: InitConfig,
@@ -133,8 +104,9 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
         Persistence::Tmpfs { reason } => format!("tmpfs at {} ({reason})", persist::MOUNT_POINT),
         Persistence::Failed { device, .. } => format!("tmpfs at {} because {device} failed", persist::MOUNT_POINT),
     });
-    let _ = std::fs::create_dir_all("/run/lightwhale");
-    let _ = std::fs::write(STATUS_FILE, persistence.status_text());
+    if let Err(e) = crate::facts::write(crate::facts::PERSISTENCE, &persistence) {
+        log::warn!("writing {}: {e}", crate::facts::PERSISTENCE);
+    }
 
     let step = logger::Step::start("overlays mounted");
     let data = Path::new(persist::MOUNT_POINT);

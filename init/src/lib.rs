@@ -1,11 +1,14 @@
 //! Lightwhale's init. `main.rs` runs it as PID 1; the library exposes the pure parts
 //! (and the device I/O the host tests drive on loop devices).
 
+pub mod clock;
 pub mod cmdline;
 pub mod coldplug;
 pub mod command;
 pub mod config;
 pub mod early;
+pub mod facts;
+pub mod hostname;
 pub mod image;
 pub mod input;
 pub mod kmod;
@@ -17,6 +20,7 @@ pub mod mounts;
 pub mod net;
 pub mod persist;
 pub mod power;
+pub mod release;
 pub mod sandbox;
 pub mod stage1;
 pub mod stage2;

@@ -82,6 +82,14 @@ pub fn uptime() -> f64 {
     ts.map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9).unwrap_or(0.0)
 }
 
+/// The boot steps so far, for `lightwhale status` (written out by stage 2).
+static STEPS: Mutex<Vec<crate::facts::BootStep>> = Mutex::new(Vec::new());
+
+/// Every step that has ended, in order.
+pub fn boot_steps() -> Vec<crate::facts::BootStep> {
+    STEPS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Times a boot step and logs its duration when it ends.
 pub struct Step {
     name: &'static str,
@@ -100,6 +108,13 @@ impl Step {
 
     /// Logs `<marker>: <detail> (took N s)`; the marker is what benchmarks and tests look for.
     pub fn done(self, detail: &str) {
-        log::info!("{}: {detail} (took {:.2} s)", self.name, self.elapsed_secs());
+        let took = self.elapsed_secs();
+        log::info!("{}: {detail} (took {took:.2} s)", self.name);
+        STEPS.lock().unwrap_or_else(|e| e.into_inner()).push(crate::facts::BootStep {
+            name: self.name.into(),
+            detail: detail.into(),
+            uptime_s: uptime(),
+            took_s: took,
+        });
     }
 }

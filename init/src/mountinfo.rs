@@ -5,10 +5,44 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
+/// One line of mountinfo, the fields that say what is mounted where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub point: PathBuf,
+    pub fstype: String,
+    pub source: String,
+    /// The filesystem's own options (an overlay's lowerdir/upperdir, for instance).
+    pub super_options: String,
+}
+
+/// Pure: every mount, in mount order (oldest first). The fields after the ` - ` separator
+/// are the type, the source and the filesystem's options.
+pub fn mounts(mountinfo: &str) -> Vec<Mount> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let point = unescape(l.split(' ').nth(4)?);
+            let (_, after) = l.split_once(" - ")?;
+            let mut f = after.split(' ');
+            let (fstype, source, opts) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+            Some(Mount {
+                point,
+                fstype: fstype.into(),
+                source: unescape_str(source),
+                super_options: unescape_str(opts),
+            })
+        })
+        .collect()
+}
+
 /// Pure: every mount point, in mount order (oldest first), with the kernel's octal
 /// escapes (space, tab, newline, backslash) undone.
 pub fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
     mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape).collect()
+}
+
+fn unescape_str(field: &str) -> String {
+    unescape(field).to_string_lossy().into_owned()
 }
 
 /// Pure: the mount points at or below `dir`, deepest first (the order to unmount them in).
@@ -73,6 +107,21 @@ mod tests {
         );
         // A sibling whose name merely starts the same is not below.
         assert!(mounts_below(INFO, Path::new("/work/my checkout/out/build/root")).is_empty());
+    }
+
+    #[test]
+    fn mounts_have_type_source_and_options() {
+        let m = mounts(INFO);
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[1].point, Path::new("/mnt/lightwhale-data"));
+        assert_eq!(
+            (m[1].fstype.as_str(), m[1].source.as_str(), m[1].super_options.as_str()),
+            ("ext4", "/dev/sda1", "rw")
+        );
+        let ov = "29 22 0:30 / /etc rw,relatime shared:9 - overlay overlay rw,lowerdir=/etc,upperdir=/mnt/lightwhale-data/overlay/etc/upper,workdir=/w\n";
+        let m = mounts(ov);
+        assert_eq!(m[0].fstype, "overlay");
+        assert!(m[0].super_options.contains("upperdir=/mnt/lightwhale-data/overlay/etc/upper"));
     }
 
     #[test]

@@ -4,17 +4,17 @@
 use crate::early::Early;
 use crate::mounts;
 use crate::supervisor::{self, Supervisor};
-use crate::{logger, net, power, sysctl};
+use crate::{hostname, logger, net, power, sysctl};
 use nix::mount::MsFlags;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 use std::path::Path;
 
 pub fn run(early: Early) -> ! {
     let step = logger::Step::start("system set up");
-    let hostname =
-        std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
-    let hostname = hostname.unwrap_or_else(|| "lightwhale".into());
-    if let Err(e) = nix::unistd::sethostname(&hostname) {
+    set_clock_forward();
+    let machine_id = ensure_machine_id();
+    let hostname = hostname::choose(std::fs::read_to_string(hostname::HOSTNAME_FILE).ok().as_deref(), &machine_id);
+    if let Err(e) = hostname::apply(&hostname) {
         log::warn!("setting hostname {hostname}: {e}");
     }
     let links = net::links_up();
@@ -36,7 +36,6 @@ pub fn run(early: Early) -> ! {
         }
     }
     let n = sysctl::apply_all();
-    ensure_machine_id();
     step.done(&format!("hostname {hostname}, {} up, cgroup2, {n} sysctls", links.join(" ")));
 
     // From here on signals are read from a signalfd; children get a clean mask (std resets it).
@@ -50,20 +49,42 @@ pub fn run(early: Early) -> ! {
         Ok(s) => s,
         Err(e) => crate::fatal(&format!("cannot set up the service supervisor: {e}")),
     };
-    log::info!("boot finished in {:.2} s since the kernel started; starting services", logger::uptime());
+    let finished = logger::uptime();
+    log::info!("boot finished in {finished:.2} s since the kernel started; starting services");
+    let boot = crate::facts::Boot { steps: logger::boot_steps(), finished_s: Some(finished) };
+    if let Err(e) = crate::facts::write(crate::facts::BOOT, &boot) {
+        log::warn!("writing {}: {e}", crate::facts::BOOT);
+    }
     let request = sup.run();
     log::info!("shutdown: {request:?} requested");
     sup.stop_all();
     power::finish(request)
 }
 
-/// A stable machine id, kept in the persisted /etc.
-fn ensure_machine_id() {
+/// The clock never starts before the image's build date (a flat RTC battery would make
+/// every certificate "not yet valid"); time sync corrects it from there.
+fn set_clock_forward() {
+    let release = crate::release::current();
+    match crate::clock::not_before(release.build_date) {
+        Ok(Some((was, now))) => {
+            log::warn!(
+                "clock: the hardware clock said {}, before this image was built; set to {} until time sync corrects it",
+                crate::clock::utc(was),
+                crate::clock::utc(now)
+            )
+        }
+        Ok(None) => {}
+        Err(e) => log::warn!("clock: could not set the clock forward to the build date: {e}"),
+    }
+}
+
+/// A stable machine id, kept in the persisted /etc; returns it.
+fn ensure_machine_id() -> String {
     let path = Path::new("/etc/machine-id");
     let current = std::fs::read_to_string(path).unwrap_or_default();
     let t = current.trim();
     if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return;
+        return t.to_string();
     }
     let mut buf = [0u8; 16];
     // SAFETY: buf is valid for writes of its length.
@@ -72,4 +93,5 @@ fn ensure_machine_id() {
     if let Err(e) = std::fs::write(path, format!("{id}\n")) {
         log::warn!("writing {}: {e}", path.display());
     }
+    id
 }

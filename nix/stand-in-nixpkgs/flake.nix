@@ -134,6 +134,7 @@
         iptables = drv "iptables" { outputs = [ "out" "lib" "dev" "man" ]; }; # pkgs/os-specific/linux/iptables/default.nix: nftables variant (nftablesCompat ? true)
         dhcpcd = pkg "dhcpcd"; # pkgs/by-name/dh/dhcpcd/package.nix: bin/dhcpcd, reads /etc/dhcpcd.conf
         openssh = pkg "openssh"; # pkgs/tools/networking/openssh/default.nix: bin/sshd, etc/ssh/moduli
+        chrony = pkg "chrony"; # pkgs/by-name/ch/chrony/package.nix: bin/chronyd, bin/chronyc (--sbindir=$out/bin)
 
         # Image assembly and test tools.
         squashfsTools = pkg "squashfs-tools"; # pkgs/by-name/sq/squashfsTools/package.nix: bin/mksquashfs (>= 4.6: -pseudo-override)

@@ -4,7 +4,7 @@
 use crate::VmError;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn host_err(what: &str, e: impl std::fmt::Display) -> VmError {
     VmError::Host(format!("{what}: {e}"))
@@ -27,14 +27,7 @@ pub fn http_get(port: u16, path: &str) -> Result<String, VmError> {
 }
 
 pub fn http_get_retry(port: u16, path: &str, timeout: Duration) -> Result<String, VmError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match http_get(port, path) {
-            Ok(b) => return Ok(b),
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_secs(2)),
-        }
-    }
+    crate::retry(timeout, Duration::from_secs(2), |_| http_get(port, path))
 }
 
 pub struct Ssh {
@@ -122,18 +115,13 @@ impl Ssh {
     }
 
     pub fn run_retry(&self, auth: Auth, cmd: &str, timeout: Duration) -> Result<String, VmError> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        crate::retry(timeout, Duration::from_secs(3), |_| {
             let a = match &auth {
                 Auth::Password(p) => Auth::Password(p),
                 Auth::Key(k) => Auth::Key(k),
             };
-            match self.run(a, cmd) {
-                Ok(o) => return Ok(o),
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_secs(3)),
-            }
-        }
+            self.run(a, cmd)
+        })
     }
 
     /// Forgets pinned host keys (a machine without persistence gets new ones every boot).

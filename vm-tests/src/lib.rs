@@ -9,7 +9,7 @@ pub mod qmp;
 pub mod runner;
 
 pub use machine::{Machine, Output};
-pub use qemu::{Boot, Config, Disk, Iface};
+pub use qemu::{Accel, Boot, Config, Disk, Iface};
 
 use std::path::{Path, PathBuf};
 
@@ -70,6 +70,24 @@ pub fn artifacts() -> Result<Artifacts, VmError> {
         }
     }
     Ok(a)
+}
+
+/// The one retry loop behind every wait in the harness: calls `attempt` until it succeeds
+/// or `timeout` has passed (then returns the last error), pausing `pause` in between.
+pub fn retry<T>(
+    timeout: std::time::Duration,
+    pause: std::time::Duration,
+    mut attempt: impl FnMut(std::time::Duration) -> Result<T, VmError>,
+) -> Result<T, VmError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match attempt(left) {
+            Ok(v) => return Ok(v),
+            Err(e) if std::time::Instant::now() + pause >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(pause),
+        }
+    }
 }
 
 /// Kernel command line of the ISO's default entry, for direct-kernel boots.

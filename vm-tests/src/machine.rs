@@ -292,7 +292,9 @@ impl Machine {
             });
         }
         self.password = Some(password.into());
-        self.send("set +o emacs +o vi; stty -echo; PS1=''; PS2=''\n")?;
+        // Job control on (each command runs in its own process group, which execute's
+        // guest-side timeout kills), job notices off the console.
+        self.send("set +o emacs +o vi -m +b; stty -echo; PS1=''; PS2=''\n")?;
         let out = self.execute("echo ready", Duration::from_secs(60))?;
         if out.text.trim() != "ready" {
             return Err(VmError::Setup(format!("shell did not answer after login: {:?}", out.text)));
@@ -302,14 +304,20 @@ impl Machine {
         Ok(())
     }
 
-    /// Runs `cmd` in the logged-in shell (aliases included), returns its exit code and
-    /// combined output. Output travels base64-encoded between unique markers, so console
-    /// noise cannot corrupt it.
+    /// Runs `cmd` in the logged-in shell (aliases included) with `pipefail`, returns its exit
+    /// code and combined output. Output travels base64-encoded between unique markers, so
+    /// console noise cannot corrupt it. The guest kills the command (its whole process
+    /// group) when `timeout` runs out, so a hung command does not take the console with it;
+    /// it then exits with 137.
     pub fn execute(&mut self, cmd: &str, timeout: Duration) -> Result<Output, VmError> {
         self.nonce += 1;
         let n = self.nonce;
+        let secs = timeout.as_secs().max(1);
         let line = format!(
-            "eval \"$(printf %s {} | base64 -d)\" </dev/null >/tmp/.lw-out 2>&1; printf '@@LW%s:%s:' {n} $?; base64 -w0 /tmp/.lw-out; printf ':WL@@\\n'\n",
+            "( set -o pipefail; eval \"$(printf %s {} | base64 -d)\" ) </dev/null >/tmp/.lw-out 2>&1 & lwp=$!; \
+             ( sleep {secs}; kill -KILL -- -$lwp ) >/dev/null 2>&1 & lww=$!; \
+             wait $lwp; lwrc=$?; kill $lww 2>/dev/null; wait $lww 2>/dev/null; \
+             printf '@@LW%s:%s:' {n} $lwrc; base64 -w0 /tmp/.lw-out; printf ':WL@@\\n'\n",
             b64(cmd.as_bytes())
         );
         if line.len() > 4000 {
@@ -317,7 +325,8 @@ impl Machine {
         }
         self.send(&line)?;
         let prefix = format!("@@LW{n}:");
-        let found = self.console.wait(self.cursor, timeout, |t| {
+        // The guest gives up first; this waits a little longer for its answer.
+        let found = self.console.wait(self.cursor, timeout + Duration::from_secs(30), |t| {
             let i = find(t, prefix.as_bytes())?;
             let rest = &t[i + prefix.len()..];
             let end = find(rest, b":WL@@")?;
@@ -372,25 +381,27 @@ impl Machine {
         )
     }
 
+    /// `lightwhale status --json` in the guest, parsed.
+    pub fn status(&mut self) -> Result<serde_json::Value, VmError> {
+        let text = self.succeed("lightwhale status --json", Duration::from_secs(60))?;
+        serde_json::from_str(&text)
+            .map_err(|e| VmError::Setup(format!("`lightwhale status --json` printed no JSON ({e}): {text}")))
+    }
+
     /// Retries `cmd` until it succeeds (e.g. waiting for a service).
     pub fn wait_until_succeeds(&mut self, cmd: &str, timeout: Duration) -> Result<String, VmError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+        crate::retry(timeout, Duration::from_secs(1), |left| {
             let o = self.execute(cmd, left.max(Duration::from_secs(30)))?;
             if o.code == 0 {
                 return Ok(o.text);
             }
-            if Instant::now() >= deadline {
-                return Err(VmError::CommandFailed {
-                    machine: self.name.clone(),
-                    command: format!("{cmd} (retried for {} s)", timeout.as_secs()),
-                    code: o.code,
-                    output: o.text,
-                });
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
+            Err(VmError::CommandFailed {
+                machine: self.name.clone(),
+                command: format!("{cmd} (retried for {} s)", timeout.as_secs()),
+                code: o.code,
+                output: o.text,
+            })
+        })
     }
 
     /// Guest-initiated reboot through `sudo reboot`; QEMU keeps running. The console log

@@ -3,6 +3,49 @@
 
 use std::path::PathBuf;
 
+/// How QEMU runs the guest's CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    /// Hardware virtualisation: many times faster, where the host offers it.
+    Kvm,
+    /// Emulation: works everywhere (our build machines expose a /dev/kvm QEMU cannot use).
+    Tcg,
+}
+
+impl Accel {
+    /// Pure: KVM when /dev/kvm opens and the CPU has hardware virtualisation (vmx or svm
+    /// among the flags in /proc/cpuinfo), TCG otherwise.
+    pub fn choose(kvm_opens: bool, cpuinfo: &str) -> Accel {
+        let hw = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+        if kvm_opens && hw {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        }
+    }
+
+    /// LIGHTWHALE_ACCEL (kvm or tcg) if set, else what this host can do.
+    pub fn detect() -> Accel {
+        match std::env::var("LIGHTWHALE_ACCEL").as_deref() {
+            Ok("kvm") => return Accel::Kvm,
+            Ok("tcg") => return Accel::Tcg,
+            _ => {}
+        }
+        let kvm_opens = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+        Accel::choose(kvm_opens, &std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default())
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Iface {
     Ide,
@@ -32,6 +75,7 @@ pub enum Boot {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub boot: Boot,
+    pub accel: Accel,
     pub uefi: bool,
     pub memory_mb: u32,
     pub cpus: u32,
@@ -71,6 +115,7 @@ impl Config {
     pub fn new(boot: Boot) -> Config {
         Config {
             boot,
+            accel: Accel::detect(),
             uefi: false,
             memory_mb: 2048,
             cpus: 2,
@@ -85,13 +130,18 @@ impl Config {
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |s: &str| a.push(s.to_string());
-        // No usable KVM on our build machines; TCG works everywhere.
         push("-accel");
-        push("tcg,thread=multi");
+        push(match self.accel {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg,thread=multi",
+        });
         push("-machine");
         push(if self.uefi { "q35" } else { "pc" });
         push("-cpu");
-        push("max");
+        push(match self.accel {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        });
         push("-m");
         push(&self.memory_mb.to_string());
         push("-smp");
@@ -180,8 +230,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kvm_only_with_a_usable_device_and_hardware_virtualisation() {
+        let intel = "processor\t: 0\nflags\t\t: fpu vme de pse vmx sse\n";
+        let none = "processor\t: 0\nflags\t\t: fpu vme de pse sse\n";
+        assert_eq!(Accel::choose(true, intel), Accel::Kvm);
+        assert_eq!(Accel::choose(true, "flags : svm\n"), Accel::Kvm);
+        // Our build machines: /dev/kvm opens, but the CPU has neither flag.
+        assert_eq!(Accel::choose(true, none), Accel::Tcg);
+        assert_eq!(Accel::choose(false, intel), Accel::Tcg);
+        // "vmx" only counts as a whole flag on a flags line.
+        assert_eq!(Accel::choose(true, "model name : vmxfoo\nflags : vmxx\n"), Accel::Tcg);
+    }
+
+    #[test]
     fn guide_machine_has_cdrom_and_forwards() {
         let mut c = Config::new(Boot::Cdrom("out/lightwhale.iso".into()));
+        c.accel = Accel::Tcg;
         c.disks.push(Disk { path: "persistence.img".into(), iface: Iface::Ide, snapshot: false });
         let a = c.args().join(" ");
         assert!(a.contains("-drive file=persistence.img,format=raw,if=ide,index=0"), "{a}");

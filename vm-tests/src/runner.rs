@@ -22,6 +22,9 @@ pub struct RunArgs {
     /// Guest RAM in MB.
     #[arg(long, value_name = "MB", default_value_t = 2048)]
     pub memory: u32,
+    /// CPU acceleration: KVM where /dev/kvm works and the CPU has vmx or svm, else TCG.
+    #[arg(long, value_enum)]
+    pub accel: Option<crate::qemu::Accel>,
 }
 
 /// Checks the options before anything starts: a missing disk is one line that says how
@@ -46,6 +49,9 @@ pub fn config(iso: &Path, args: &RunArgs, scratch: &Path) -> Result<Config, VmEr
     config.disks = args.disks.iter().map(|p| Disk { path: p.clone(), iface: Iface::Ide, snapshot: false }).collect();
     config.uefi = args.uefi;
     config.memory_mb = args.memory;
+    if let Some(a) = args.accel {
+        config.accel = a;
+    }
     config.interactive = true;
     if args.uefi {
         std::fs::create_dir_all(scratch).map_err(|e| VmError::Setup(format!("{}: {e}", scratch.display())))?;
@@ -62,7 +68,7 @@ pub fn config(iso: &Path, args: &RunArgs, scratch: &Path) -> Result<Config, VmEr
 /// Boots and waits until QEMU exits.
 pub fn boot(config: &Config) -> Result<(), VmError> {
     let (ssh, http) = (config.forwards.first(), config.forwards.get(1));
-    println!("==> booting; log in as op / opsecret.");
+    println!("==> booting with {} acceleration; log in as op / opsecret.", config.accel.name());
     if let (Some((s, _)), Some((h, _))) = (ssh, http) {
         println!("    SSH: ssh -p {s} op@127.0.0.1, HTTP: http://127.0.0.1:{h}/");
     }
@@ -85,15 +91,22 @@ mod tests {
 
     #[test]
     fn a_missing_disk_says_how_to_make_one() {
-        let args = RunArgs { disks: vec!["/nonexistent/p.img".into()], uefi: false, as_disk: false, memory: 2048 };
+        let args = RunArgs {
+            disks: vec!["/nonexistent/p.img".into()],
+            uefi: false,
+            as_disk: false,
+            memory: 2048,
+            accel: None,
+        };
         let e = config(Path::new("x.iso"), &args, Path::new("/tmp")).unwrap_err().to_string();
         assert!(e.contains("truncate -s 2G /nonexistent/p.img") && e.contains("lightwhale-please-format-me"), "{e}");
     }
 
     #[test]
     fn options_reach_the_command_line() {
-        let args = RunArgs { disks: vec![], uefi: false, as_disk: true, memory: 1024 };
+        let args = RunArgs { disks: vec![], uefi: false, as_disk: true, memory: 1024, accel: Some(crate::Accel::Tcg) };
         let a = config(Path::new("x.iso"), &args, Path::new("/tmp")).unwrap().args().join(" ");
         assert!(a.contains("-m 1024") && a.contains("virtio-blk-pci,drive=bootiso"), "{a}");
+        assert!(a.contains("-accel tcg") && a.contains("-cpu max"), "{a}");
     }
 }

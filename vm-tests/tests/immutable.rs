@@ -81,8 +81,8 @@ fn reach_login(name: &str, mut config: Config, what: &str) -> Result<(), VmError
     println!("TIMING boot {what}: login prompt {:.1} s", t.as_secs_f64());
     m.login("op", "opsecret", MIN)?;
     // The image the machine booted from is seen and left alone.
-    let st = m.succeed("cat /run/lightwhale/persistence", MIN)?;
-    assert!(st.contains("mode=tmpfs"), "{st}");
+    let st = m.status()?;
+    assert_eq!(st["persistence"]["mode"], "tmpfs", "{st:#}");
     Ok(())
 }
 

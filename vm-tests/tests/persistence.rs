@@ -10,12 +10,10 @@ use std::time::Duration;
 const MIN: Duration = Duration::from_secs(60);
 const MIB: u64 = 1024 * 1024;
 
-fn status(m: &mut Machine) -> Result<String, VmError> {
-    m.succeed("cat /run/lightwhale/persistence", MIN)
-}
-
-fn field(status: &str, key: &str) -> String {
-    status.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_default().to_string()
+/// A field of the persistence part of `lightwhale status --json`.
+fn persistence(m: &mut Machine, key: &str) -> Result<String, VmError> {
+    let st = m.status()?;
+    Ok(st["persistence"][key].as_str().unwrap_or_default().to_string())
 }
 
 /// The line of the console that reports the persistence outcome of the current boot.
@@ -74,10 +72,9 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     let line = persistence_line(&mut m)?;
     assert!(line.contains("sda1") && line.contains("newly claimed"), "{line}");
     m.login("op", "opsecret", 5 * MIN)?;
-    let st = status(&mut m)?;
-    assert_eq!(field(&st, "device"), "sda1", "{st}");
-    let uuid = field(&st, "uuid");
-    assert_eq!(uuid.len(), 36, "{st}");
+    assert_eq!(persistence(&mut m, "device")?, "sda1");
+    let uuid = persistence(&mut m, "uuid")?;
+    assert_eq!(uuid.len(), 36, "{uuid}");
     assert_eq!(m.succeed("findmnt -n -o SOURCE /mnt/lightwhale-data", MIN)?.trim(), "/dev/sda1");
     assert_eq!(m.succeed("findmnt -n -o FSTYPE /mnt/lightwhale-data", MIN)?.trim(), "ext4");
     assert!(m.succeed("findmnt -n -o FSTYPE /etc", MIN)?.contains("overlay"));
@@ -118,7 +115,7 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     assert_eq!(out.trim(), "boot-1");
     assert_eq!(ssh.pinned_host_keys(), host_key);
     m.login("op", "opsecret", MIN)?;
-    assert_eq!(field(&status(&mut m)?, "uuid"), uuid);
+    assert_eq!(persistence(&mut m, "uuid")?, uuid);
     assert!(m.succeed("d inspect -f '{{.HostConfig.RestartPolicy.Name}}' web", MIN)?.contains("unless-stopped"));
 
     // Boot 3: still the same filesystem, and the file from boot 1.
@@ -127,7 +124,7 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     assert!(!line.contains("newly claimed"), "{line}");
     m.login("op", "opsecret", 5 * MIN)?;
     assert_eq!(m.succeed("cat ~/boot1.txt", MIN)?.trim(), "boot-1");
-    assert_eq!(field(&status(&mut m)?, "uuid"), uuid, "the persistence disk was reformatted");
+    assert_eq!(persistence(&mut m, "uuid")?, uuid, "the persistence disk was reformatted");
     let boot3 = m.console.text_since(0);
     assert_eq!(boot3.matches("claim sda: step 1/4").count(), 1, "claimed more than once");
     // The ACPI power button powers off cleanly: QEMU exits, the data disk is left clean.
@@ -151,8 +148,7 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     config.forwards.clear();
     let mut m = Machine::start("persistence-tmpfs", config)?;
     m.login("op", "opsecret", 5 * MIN)?;
-    let st = status(&mut m)?;
-    assert_eq!(field(&st, "mode"), "tmpfs", "{st}");
+    assert_eq!(persistence(&mut m, "mode")?, "tmpfs");
     m.succeed("test ! -e ~/boot1.txt && test ! -e /var/www/index.html", MIN)?;
     m.succeed("echo scribble > ~/scribble.txt && sync", MIN)?;
     m.shutdown()?;
@@ -188,8 +184,7 @@ fn power_cuts_during_claim_and_after_sync() -> Result<(), VmError> {
     let line = persistence_line(&mut m)?;
     assert!(line.contains("sda1 (ext4"), "{line}");
     m.login("op", "opsecret", 5 * MIN)?;
-    let st = status(&mut m)?;
-    assert_eq!(field(&st, "mode"), "device", "{st}");
+    assert_eq!(persistence(&mut m, "mode")?, "device");
     m.succeed("findmnt -n -o FSTYPE /mnt/lightwhale-data | grep -q ext4", MIN)?;
 
     // Data written and synced before a power cut survives it.

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: boot times against a floor, image sizes, RAM, claim times and
 //! build times, printed as a table and written to out/bench.json.
 //!
-//! Every boot uses the same kernel, squashfs and QEMU settings (TCG, 2 vCPUs, 2 GiB,
+//! Every boot uses the same kernel, squashfs and QEMU settings (KVM or TCG as the host
+//! allows, recorded in the report; 2 vCPUs, 2 GiB,
 //! direct kernel boot so firmware load time does not blur the comparison). Times are wall
 //! time on the host from QEMU's start to a console marker.
 
@@ -297,7 +298,12 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
         m.shutdown().map_err(vm)?;
     }
 
-    let step = Step::start(format!("bench: {} interleaved boots each of Lightwhale and the floor", args.runs));
+    let accel = lightwhale_vm_tests::Accel::detect();
+    let step = Step::start(format!(
+        "bench: {} interleaved boots each of Lightwhale and the floor, QEMU with {} acceleration",
+        args.runs,
+        accel.name()
+    ));
     let mut lw: Vec<Vec<(String, f64)>> = Vec::new();
     let mut fl: Vec<Vec<(String, f64)>> = Vec::new();
     for run in 0..args.runs {
@@ -336,7 +342,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     step.done(&format!("idle {idle} MB used, smallest -m {min_mb:?}"));
     report.insert("ram_mb".into(), json!({ "idle_used": idle, "min_boot_to_docker_run": min_mb }));
 
-    report.insert("qemu".into(), json!({ "accel": "tcg", "cpus": 2, "memory_mb": 2048, "boot": "direct kernel (same kernel, initrds, cmdline as the ISO)" }));
+    report.insert("qemu".into(), json!({ "accel": accel.name(), "cpus": 2, "memory_mb": 2048, "boot": "direct kernel (same kernel, initrds, cmdline as the ISO)" }));
     let report = Value::Object(report);
     let path = ctx.out.join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").ctx("bench", &path)?;
@@ -346,6 +352,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
 }
 
 fn print_table(r: &Value) {
+    println!("\nQEMU acceleration: {}", r["qemu"]["accel"].as_str().unwrap_or("?"));
     println!(
         "\n{:<28} {:>10} {:>10} {:>10}   {:>10}",
         "boot (s since QEMU start)", "min", "median", "max", "floor med"

@@ -100,7 +100,6 @@ pub fn run() -> Result<()> {
     let missing = missing();
     let qemu_old = || qemu_major().is_some_and(|v| v < MIN_QEMU);
     if missing.is_empty() && !qemu_old() {
-        println!("deps: all {} host packages are installed", PACKAGES.len());
         return Ok(());
     }
     if !missing.is_empty() {

@@ -44,6 +44,11 @@ fn root() -> PathBuf {
 
 fn run(cli: Cli) -> Result<()> {
     let ctx = build::Ctx::new(&root());
+    // The README's commands are enough on a fresh machine: each installs the host tools it
+    // needs first (nothing happens when they are there).
+    if !matches!(cli.command, Cmd::Deps) {
+        deps::run()?;
+    }
     match cli.command {
         Cmd::Deps => deps::run(),
         Cmd::Iso(opts) => build::iso(&ctx, opts).map(|_| ()),

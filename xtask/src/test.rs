@@ -57,7 +57,8 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     }
     if vm {
         build::iso(ctx, build::Options::default())?;
-        let step = Step::start("VM scenarios (QEMU, TCG)");
+        let accel = lightwhale_vm_tests::Accel::detect();
+        let step = Step::start(format!("VM scenarios (QEMU with {} acceleration)", accel.name()));
         util::run(
             "test",
             Command::new(&cargo)

@@ -107,18 +107,16 @@ fn need_root() -> Result<()> {
     Ok(())
 }
 
-/// The key of everything the rootfs stage reads.
+/// The key of everything the rootfs stage (the tree) reads.
 fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
     let mut h = Sha256::new();
     let modules = ctx.root.join("modules");
     util::hash_tree(&modules, &mut h).ctx("rootfs", &modules)?;
     h.update(rootfs::RECIPE);
-    h.update(squashfs::RECIPE);
     h.update(lightwhale_image::users::RECIPE);
     h.update(lightwhale_image::kmods::RECIPE);
     h.update(lightwhale_image::install::RECIPE);
     h.update(lightwhale_image::tree::RECIPE);
-    h.update(squashfs::squashfs_opts().join(" "));
     h.update(format!("{} {} {} {}", ctx.suite, ctx.mirror, ctx.epoch, opts.refresh));
     // The cached package lists decide the package versions.
     let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
@@ -141,24 +139,68 @@ pub fn init_bin(ctx: &Ctx, name: &str) -> PathBuf {
     ctx.root.join("target/init/x86_64-unknown-linux-gnu/release").join(name)
 }
 
-pub fn build_init(ctx: &Ctx) -> Result<PathBuf> {
-    let step = Step::start("init: static release build");
-    let target_dir = ctx.root.join("target/init");
+/// `cargo build --release` of one workspace package, statically linked: the binary then
+/// runs on the image's glibc whatever the build host's is. Each package is built on its
+/// own, so its dependencies' features (and its bytes) do not depend on the others.
+fn build_static(ctx: &Ctx, package: &str) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     lightwhale_image::cmd::run(
-        "init",
+        "build",
         Command::new(cargo)
             .current_dir(&ctx.root)
-            .args(["build", "--quiet", "--release", "-p", "lightwhale-init", "--target", "x86_64-unknown-linux-gnu"])
+            .args(["build", "--quiet", "--release", "-p", package, "--target", "x86_64-unknown-linux-gnu"])
             .arg("--target-dir")
-            .arg(&target_dir)
+            .arg(ctx.root.join("target/init"))
             .env("RUSTFLAGS", "-C target-feature=+crt-static"),
         "Fix the compile error above.",
     )?;
+    Ok(())
+}
+
+pub fn build_init(ctx: &Ctx) -> Result<PathBuf> {
+    let step = Step::start("init: static release build");
+    build_static(ctx, "lightwhale-init")?;
     let bin = init_bin(ctx, "lightwhale-init");
     let size = std::fs::metadata(&bin).ctx("init", &bin)?.len();
     step.done(&format!("{} ({:.1} MB)", bin.display(), size as f64 / 1e6));
     Ok(bin)
+}
+
+/// The administrator's commands (tools/): every [[bin]] of its Cargo.toml, built static.
+fn build_tools(ctx: &Ctx) -> Result<Vec<PathBuf>> {
+    let step = Step::start("tools: static release build");
+    let manifest = ctx.root.join("tools/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).ctx("tools", &manifest)?;
+    let names: Vec<String> = toml::from_str::<toml::Value>(&text)
+        .map_err(|e| Error::Step { step: "tools", message: format!("{}: {e}", manifest.display()) })?
+        .get("bin")
+        .and_then(|b| b.as_array())
+        .map(|bins| bins.iter().filter_map(|b| b.get("name")?.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    build_static(ctx, "lightwhale-tools")?;
+    let bins: Vec<PathBuf> = names.iter().map(|n| init_bin(ctx, n)).collect();
+    step.done(&names.join(" "));
+    Ok(bins)
+}
+
+/// Puts the tools into the tree's /usr/bin, first removing those of an earlier build, so
+/// a reused tree holds exactly this build's tools.
+fn install_tools(ctx: &Ctx, tree: &Path, bins: &[PathBuf]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let record = ctx.build.join("tools.installed");
+    for old in std::fs::read_to_string(&record).unwrap_or_default().lines() {
+        let _ = std::fs::remove_file(tree.join("usr/bin").join(old));
+    }
+    let mut names = String::new();
+    for b in bins {
+        let name = b.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let dst = tree.join("usr/bin").join(&name);
+        std::fs::copy(b, &dst).ctx("tools", &dst)?;
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).ctx("tools", &dst)?;
+        names.push_str(&name);
+        names.push('\n');
+    }
+    Ok(std::fs::write(&record, names).ctx("tools", &record)?)
 }
 
 /// The initramfs with `init` as /init and the modules' stage 1 kernel modules.
@@ -190,6 +232,7 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
         println!("    module {}: {}", m.name, m.toml.description);
     }
     let init = build_init(ctx)?;
+    let tools = build_tools(ctx)?;
     let p = paths(ctx);
 
     if opts.refresh {
@@ -199,15 +242,37 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
     let stamp = Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?);
     let tree = ctx.build.join("rootfs");
     let release_file = ctx.build.join("kernel-release");
-    let release = if !opts.force && stamp.fresh() && tree.is_dir() && p.rootfs_img.is_file() && p.kernel.is_file() {
-        println!("==> rootfs, squashfs: unchanged since the last build, reused");
+    let release = if !opts.force && stamp.fresh() && tree.is_dir() && p.kernel.is_file() {
+        println!("==> rootfs: unchanged since the last build, reused");
         std::fs::read_to_string(&release_file).ctx("rootfs", &release_file)?.trim().to_string()
     } else {
         need_root()?;
         stamp.clear();
         let r = rootfs::build(ctx, &mods)?;
+        std::fs::write(&release_file, &r.kernel_release).ctx("rootfs", &release_file)?;
+        // The rootfs key may have changed if this run fetched the package lists.
+        Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?).write().ctx("rootfs", &ctx.build)?;
+        r.kernel_release
+    };
+
+    // The squashfs: the tree, this build's tools, the compression settings.
+    let mut h = Sha256::new();
+    h.update(std::fs::read_to_string(ctx.build.join("rootfs.stamp")).unwrap_or_default());
+    for b in &tools {
+        h.update(lightwhale_image::sha256_file(b).ctx("tools", b)?);
+    }
+    h.update(squashfs::RECIPE);
+    h.update(squashfs::squashfs_opts().join(" "));
+    let image_stamp = Stamp::new(ctx.build.join("squashfs.stamp"), util::hex(&h.finalize()));
+    if image_stamp.fresh() && p.rootfs_img.is_file() {
+        println!("==> squashfs: unchanged, reused");
+    } else {
+        // The tree holds root's files (/etc/shadow): reading it all needs root too.
+        need_root()?;
+        image_stamp.clear();
+        install_tools(ctx, &tree, &tools)?;
         let sq = squashfs::build(&squashfs::Squashfs {
-            tree: &r.tree,
+            tree: &tree,
             out: &ctx.build.join("rootfs.squashfs"),
             epoch: ctx.epoch,
             pseudo_file: None,
@@ -215,11 +280,8 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
             log: &ctx.build.join("mksquashfs.log"),
         })?;
         squashfs::rootfs_img(&sq, &p.rootfs_img, ctx.epoch)?;
-        std::fs::write(&release_file, &r.kernel_release).ctx("rootfs", &release_file)?;
-        // The rootfs key may have changed if this run fetched the package lists.
-        Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?).write().ctx("rootfs", &ctx.build)?;
-        r.kernel_release
-    };
+        image_stamp.write().ctx("squashfs", &ctx.build)?;
+    }
 
     build_initramfs(ctx, &mods, &init, &release, &p.initramfs)?;
 

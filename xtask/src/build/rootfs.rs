@@ -18,7 +18,6 @@ pub const RECIPE: &str = include_str!("rootfs.rs");
 const STEP: &str = "rootfs";
 
 pub struct Rootfs {
-    pub tree: PathBuf,
     pub kernel_release: String,
 }
 
@@ -30,7 +29,7 @@ pub fn build(ctx: &Ctx, modules: &[Module]) -> Result<Rootfs> {
     ftree::unmount_below(&tree);
     made?;
     let kernel_release = customize(ctx, modules, &tree)?;
-    Ok(Rootfs { tree, kernel_release })
+    Ok(Rootfs { kernel_release })
 }
 
 fn mmdebstrap(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<()> {
@@ -187,7 +186,7 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
     )?;
 
     let release = install::release_text(&ctx.version, &ctx.build_id, ctx.epoch, ("DEBIAN_SUITE", &ctx.suite));
-    install::write(tree, "etc/lightwhale-release", &release)?;
+    install::write_release(tree, &release)?;
 
     let manifest = chroot(ctx, tree, &["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"])?;
     install::write(tree, "usr/share/lightwhale/manifest", &manifest)?;

@@ -1,0 +1,6 @@
+//! Lightwhale's commands for the administrator. They share the init's types (host names,
+//! the release file, the facts the init writes to /run/lightwhale), so what they say and
+//! what the system does cannot drift apart.
+
+pub mod root;
+pub mod status;

@@ -1,0 +1,341 @@
+//! `lightwhale status`: the state of the system in one command. The init's facts
+//! (/run/lightwhale/*.json) say how the boot went; the rest is read live (mounts, addresses,
+//! time sync). Nothing here needs root. `--json` prints the `Status` struct: its field
+//! names are the documented, stable shape (README, "lightwhale status").
+
+use lightwhale_init::facts::{self, Persistence};
+use serde::Serialize;
+use std::process::Command;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub version: String,
+    pub build_id: String,
+    /// Seconds since 1970.
+    pub build_date: u64,
+    pub hostname: String,
+    pub uptime_s: f64,
+    pub boot: facts::Boot,
+    pub persistence: Option<PersistenceStatus>,
+    pub overlays: Vec<Overlay>,
+    pub network: Network,
+    pub time: TimeSync,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PersistenceStatus {
+    #[serde(flatten)]
+    pub fact: Persistence,
+    /// Of the filesystem at /mnt/lightwhale-data (the disk's, or RAM's).
+    pub size_bytes: u64,
+    pub free_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overlay {
+    pub path: String,
+    /// Where changes go: on the persistence disk, or in RAM.
+    pub upper: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Network {
+    pub interfaces: Vec<Interface>,
+    pub default_route: Option<String>,
+    pub dns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interface {
+    pub name: String,
+    pub state: String,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TimeSync {
+    /// None when the time sync daemon did not answer.
+    pub synchronised: Option<bool>,
+    pub source: Option<String>,
+    pub stratum: Option<u32>,
+    /// How far the system clock is from the source's time, in seconds.
+    pub offset_s: Option<f64>,
+}
+
+/// Pure: the warnings an operator must see, from the rest of the status.
+pub fn warnings(s: &Status) -> Vec<String> {
+    let mut w = Vec::new();
+    match s.persistence.as_ref().map(|p| &p.fact) {
+        Some(Persistence::Tmpfs { reason }) => {
+            w.push(format!("persistence is in RAM only ({reason}): changes are lost at power-off"))
+        }
+        Some(Persistence::Failed { device, error }) => w.push(format!(
+            "the persistence disk {device} could not be used ({error}): running from RAM, changes are lost at power-off"
+        )),
+        Some(Persistence::Device { .. }) => {}
+        None => w.push("the init wrote no persistence facts (is this Lightwhale?)".into()),
+    }
+    match s.time.synchronised {
+        Some(true) => {}
+        Some(false) => w.push("the clock is not synchronised: no NTP server answers yet".into()),
+        None => w.push("time sync (chronyd) is not answering".into()),
+    }
+    w
+}
+
+/// Pure: chrony's `chronyc -c tracking` (CSV): reference name, stratum, current offset,
+/// leap status (`Not synchronised` until a source is selected).
+pub fn parse_tracking(csv: &str) -> TimeSync {
+    let f: Vec<&str> = csv.trim().split(',').collect();
+    if f.len() < 14 {
+        return TimeSync::default();
+    }
+    let synchronised = f[13] != "Not synchronised";
+    TimeSync {
+        synchronised: Some(synchronised),
+        source: (synchronised && !f[1].is_empty()).then(|| f[1].to_string()),
+        stratum: f[2].parse().ok(),
+        offset_s: f[4].parse().ok(),
+    }
+}
+
+/// Pure: interfaces and addresses from `ip -j address show`.
+pub fn parse_addresses(json: &str) -> Vec<Interface> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["ifname"] != "lo")
+        .map(|i| Interface {
+            name: i["ifname"].as_str().unwrap_or("?").to_string(),
+            state: i["operstate"].as_str().unwrap_or("?").to_lowercase(),
+            addresses: i["addr_info"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"].as_u64()?)))
+                .collect(),
+        })
+        .filter(|i| !i.name.starts_with("veth"))
+        .collect()
+}
+
+/// Pure: `via GATEWAY dev IFACE` of the first default route in `ip -j route show default`.
+pub fn parse_default_route(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let r = v.as_array()?.first()?;
+    Some(format!("via {} dev {}", r["gateway"].as_str()?, r["dev"].as_str()?))
+}
+
+/// Pure: the nameservers of a resolv.conf.
+pub fn parse_resolv_conf(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn run(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn statvfs(path: &str) -> Option<(u64, u64)> {
+    let c = std::ffi::CString::new(path).ok()?;
+    // SAFETY: c is a valid NUL-terminated path and st a writable statvfs.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let frag = st.f_frsize as u64;
+    Some((st.f_blocks as u64 * frag, st.f_bavail as u64 * frag))
+}
+
+/// Everything, read now.
+pub fn gather() -> Status {
+    let release = lightwhale_init::release::current();
+    let mount_point = lightwhale_init::persist::MOUNT_POINT;
+    let persistence = facts::read::<Persistence>(facts::PERSISTENCE).map(|fact| {
+        let (size_bytes, free_bytes) = statvfs(mount_point).unwrap_or((0, 0));
+        PersistenceStatus { fact, size_bytes, free_bytes }
+    });
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let overlays = lightwhale_init::mountinfo::mounts(&mountinfo)
+        .into_iter()
+        .filter(|m| m.fstype == "overlay")
+        .map(|m| Overlay {
+            path: m.point.display().to_string(),
+            upper: m.super_options.split(',').find_map(|o| o.strip_prefix("upperdir=")).unwrap_or("?").to_string(),
+        })
+        .collect();
+    let network = Network {
+        interfaces: parse_addresses(&run("ip", &["-j", "address", "show"]).unwrap_or_default()),
+        default_route: parse_default_route(&run("ip", &["-j", "route", "show", "default"]).unwrap_or_default()),
+        dns: parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
+    };
+    let time = run("chronyc", &["-c", "tracking"]).map(|t| parse_tracking(&t)).unwrap_or_default();
+    let mut s = Status {
+        version: release.version,
+        build_id: release.build_id,
+        build_date: release.build_date,
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
+        uptime_s: std::fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0),
+        boot: facts::read(facts::BOOT).unwrap_or_default(),
+        persistence,
+        overlays,
+        network,
+        time,
+        warnings: Vec::new(),
+    };
+    s.warnings = warnings(&s);
+    s
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes >> 20)
+}
+
+/// Pure: the human-readable report.
+pub fn render(s: &Status) -> String {
+    let mut o = String::new();
+    let mut line = |k: &str, v: String| o.push_str(&format!("{k:<13}{v}\n"));
+    line(
+        "Lightwhale",
+        format!(
+            "{} (build {}, {})",
+            s.version,
+            s.build_id,
+            lightwhale_init::clock::utc(s.build_date).split(' ').next().unwrap_or("")
+        ),
+    );
+    line("Host name", s.hostname.clone());
+    line("Up", format!("{:.0} min", s.uptime_s / 60.0));
+    line(
+        "Persistence",
+        match &s.persistence {
+            Some(p) => match &p.fact {
+                Persistence::Device { device, claimed, uuid } => format!(
+                    "/dev/{device} (ext4 {uuid}{}), {} of {} free",
+                    if *claimed { ", claimed on this boot" } else { "" },
+                    mib(p.free_bytes),
+                    mib(p.size_bytes)
+                ),
+                Persistence::Tmpfs { reason } => format!("RAM only ({reason}), {} free", mib(p.free_bytes)),
+                Persistence::Failed { device, error } => format!("RAM only: {device} failed: {error}"),
+            },
+            None => "unknown".into(),
+        },
+    );
+    line("Overlays", s.overlays.iter().map(|ov| ov.path.clone()).collect::<Vec<_>>().join(" "));
+    for i in &s.network.interfaces {
+        line("Network", format!("{} {} {}", i.name, i.state, i.addresses.join(" ")));
+    }
+    line("Route", s.network.default_route.clone().unwrap_or_else(|| "no default route".into()));
+    line("DNS", if s.network.dns.is_empty() { "none".into() } else { s.network.dns.join(" ") });
+    line(
+        "Time",
+        match (s.time.synchronised, &s.time.source) {
+            (Some(true), src) => format!(
+                "synchronised to {} (stratum {}), offset {:+.6} s",
+                src.as_deref().unwrap_or("?"),
+                s.time.stratum.unwrap_or(0),
+                s.time.offset_s.unwrap_or(0.0)
+            ),
+            (Some(false), _) => "not synchronised".into(),
+            (None, _) => "unknown (chronyd not answering)".into(),
+        },
+    );
+    o.push_str("Boot:\n");
+    for st in &s.boot.steps {
+        o.push_str(&format!("  {:>8.2} s  {:<20} {} ({:.2} s)\n", st.uptime_s, st.name, st.detail, st.took_s));
+    }
+    if let Some(f) = s.boot.finished_s {
+        o.push_str(&format!("  {f:>8.2} s  services started\n"));
+    }
+    if !s.warnings.is_empty() {
+        o.push_str("Warnings:\n");
+        for w in &s.warnings {
+            o.push_str(&format!("  ! {w}\n"));
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_csv() {
+        let synced = "C0A80001,192.168.0.1,2,1795834528.123,0.000012345,-0.000001,0.0001,-3.2,0.001,0.02,0.012,0.0005,64.5,Normal\n";
+        let t = parse_tracking(synced);
+        assert_eq!(t.synchronised, Some(true));
+        assert_eq!(t.source.as_deref(), Some("192.168.0.1"));
+        assert_eq!(t.stratum, Some(2));
+        assert_eq!(t.offset_s, Some(0.000012345));
+        let unsynced = "00000000,,0,0.000000000,0.000000000,0.000000000,0.000000000,0.000,0.000,0.000,1.000000000,1.000000000,0.0,Not synchronised\n";
+        let t = parse_tracking(unsynced);
+        assert_eq!(t.synchronised, Some(false));
+        assert_eq!(t.source, None);
+        assert_eq!(parse_tracking("garbage"), TimeSync::default());
+    }
+
+    #[test]
+    fn addresses_routes_and_dns() {
+        let addr = r#"[{"ifname":"lo","operstate":"UNKNOWN","addr_info":[{"local":"127.0.0.1","prefixlen":8}]},
+            {"ifname":"eth0","operstate":"UP","addr_info":[{"family":"inet","local":"10.0.2.15","prefixlen":24},{"family":"inet6","local":"fec0::1","prefixlen":64}]},
+            {"ifname":"vethab12","operstate":"UP","addr_info":[]}]"#;
+        let i = parse_addresses(addr);
+        assert_eq!(i.len(), 1);
+        assert_eq!(
+            i[0],
+            Interface {
+                name: "eth0".into(),
+                state: "up".into(),
+                addresses: vec!["10.0.2.15/24".into(), "fec0::1/64".into()]
+            }
+        );
+        assert_eq!(
+            parse_default_route(r#"[{"dst":"default","gateway":"10.0.2.2","dev":"eth0","protocol":"dhcp"}]"#)
+                .as_deref(),
+            Some("via 10.0.2.2 dev eth0")
+        );
+        assert_eq!(parse_default_route("[]"), None);
+        assert_eq!(
+            parse_resolv_conf("# dhcpcd\nnameserver 10.0.2.3\nsearch example\nnameserver ::1\n"),
+            vec!["10.0.2.3", "::1"]
+        );
+    }
+
+    #[test]
+    fn warnings_and_rendering() {
+        let mut s = Status {
+            version: "0.1.0".into(),
+            build_id: "abc".into(),
+            build_date: 1_795_834_528,
+            hostname: "lightwhale-1a2b3c".into(),
+            persistence: Some(PersistenceStatus {
+                fact: Persistence::Tmpfs { reason: "no persistence device".into() },
+                size_bytes: 1 << 30,
+                free_bytes: 1 << 29,
+            }),
+            time: TimeSync { synchronised: Some(false), ..Default::default() },
+            ..Default::default()
+        };
+        s.warnings = warnings(&s);
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(s.warnings[0].contains("RAM only") && s.warnings[1].contains("not synchronised"));
+        let text = render(&s);
+        assert!(text.contains("Lightwhale   0.1.0 (build abc, 2026-11-28)"), "{text}");
+        assert!(text.contains("Persistence  RAM only (no persistence device), 512 MiB free"), "{text}");
+        assert!(text.contains("  ! the clock is not synchronised"), "{text}");
+        let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["persistence"]["mode"], "tmpfs");
+        assert_eq!(json["time"]["synchronised"], false);
+    }
+}

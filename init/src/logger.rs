@@ -76,6 +76,16 @@ pub fn init(debug: bool) {
     *LOGGER.kmsg.lock().unwrap_or_else(|e| e.into_inner()) = kmsg;
 }
 
+/// Once the boot has finished: routine messages (the kernel's and ours) stop printing over
+/// the login prompt and the shell; warnings and errors still show. Everything stays in the
+/// kernel log (`dmesg`). With lightwhale.debug the console keeps showing everything.
+pub fn quiet_console() {
+    if log::max_level() < LevelFilter::Debug {
+        // console_loglevel 5: messages of priority 4 (warning) and more urgent are printed.
+        let _ = std::fs::write("/proc/sys/kernel/printk", "5\n");
+    }
+}
+
 /// Seconds since boot, for "step took N s" messages.
 pub fn uptime() -> f64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME);

@@ -55,6 +55,7 @@ pub fn run(early: Early) -> ! {
     if let Err(e) = crate::facts::write(crate::facts::BOOT, &boot) {
         log::warn!("writing {}: {e}", crate::facts::BOOT);
     }
+    logger::quiet_console();
     let request = sup.run();
     log::info!("shutdown: {request:?} requested");
     sup.stop_all();

@@ -7,6 +7,7 @@ pub mod machine;
 pub mod qemu;
 pub mod qmp;
 pub mod runner;
+pub mod segment;
 
 pub use machine::{Machine, Output};
 pub use qemu::{Accel, Boot, Config, Disk, Iface};

@@ -89,6 +89,10 @@ pub struct Config {
     pub qmp: Option<PathBuf>,
     /// `-nographic` with the monitor on stdio (interactive use) instead of a bare serial line.
     pub interactive: bool,
+    /// The real-time clock's start (`2001-01-01`, as QEMU's `-rtc base=`); None: now.
+    pub rtc_base: Option<String>,
+    /// A second NIC on a private segment shared with other machines.
+    pub segment: Option<crate::segment::Port>,
 }
 
 /// Debian's OVMF (package ovmf); LIGHTWHALE_OVMF_CODE and LIGHTWHALE_OVMF_VARS point
@@ -124,6 +128,8 @@ impl Config {
             ovmf_vars: None,
             qmp: None,
             interactive: false,
+            rtc_base: None,
+            segment: None,
         }
     }
 
@@ -190,12 +196,19 @@ impl Config {
         let fwd: String = self.forwards.iter().map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}")).collect();
         a.push("-nic".into());
         a.push(format!("user,model=virtio-net-pci{fwd}"));
+        if let Some(port) = &self.segment {
+            a.extend(port.qemu_args("segment"));
+        }
         if self.interactive {
             a.push("-nographic".into());
         } else {
             for s in ["-display", "none", "-serial", "stdio", "-monitor", "none"] {
                 a.push(s.into());
             }
+        }
+        if let Some(base) = &self.rtc_base {
+            a.push("-rtc".into());
+            a.push(format!("base={base}"));
         }
         if let Some(q) = &self.qmp {
             a.push("-qmp".into());

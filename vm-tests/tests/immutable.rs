@@ -10,8 +10,7 @@ use std::time::Duration;
 const MIN: Duration = Duration::from_secs(60);
 
 fn web_image_and_container(m: &mut Machine) -> Result<(), VmError> {
-    // No registry here: a one-file image from the static busybox the image ships.
-    m.succeed("mkdir -p /tmp/img && cp /usr/bin/busybox /tmp/img/busybox && tar -C /tmp/img -c busybox | d import -c 'ENTRYPOINT [\"/busybox\"]' - lw/httpd", 3 * MIN)?;
+    m.import_busybox_image("lw/httpd")?;
     m.succeed("echo '<h1>Hello from Lightwhale</h1>' | sudo tee /var/www/index.html", MIN)?;
     m.succeed("d run -d --name web -p 80:80 -v /var/www:/public lw/httpd httpd -f -p 80 -h /public", 3 * MIN)?;
     Ok(())

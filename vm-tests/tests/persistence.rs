@@ -95,7 +95,7 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     assert!(!host_key.is_empty());
     m.succeed("echo 'persisted page' | sudo tee /var/www/index.html && echo boot-1 > ~/boot1.txt", MIN)?;
     m.wait_until_succeeds("d info", 5 * MIN)?;
-    m.succeed("mkdir -p /tmp/img && cp /usr/bin/busybox /tmp/img/ && tar -C /tmp/img -c busybox | d import -c 'ENTRYPOINT [\"/busybox\"]' - lw/httpd", 3 * MIN)?;
+    m.import_busybox_image("lw/httpd")?;
     m.succeed(
         "d run -d --restart unless-stopped --name web -p 80:80 -v /var/www:/public lw/httpd httpd -f -p 80 -h /public",
         3 * MIN,

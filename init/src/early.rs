@@ -115,6 +115,26 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
         mounts::apply(&s)?;
     }
     step.done(&config.filesystems.persisted.join(" "));
+
+    let on_disk = matches!(persistence, Persistence::Device { .. });
+    match crate::logs::prepare(data, on_disk) {
+        Ok(place) => {
+            let log = crate::logs::path(Path::new(crate::logs::LOG_DIR), crate::logs::INIT_LOG);
+            if let Err(e) = crate::logger::attach_file(log) {
+                log::warn!("logs: cannot write the init's log: {e}");
+            }
+            log::info!(
+                "logs: in {} ({})",
+                crate::logs::LOG_DIR,
+                if place == crate::logs::Place::Disk {
+                    "on the persistence disk, kept for the next boot"
+                } else {
+                    "in RAM"
+                }
+            );
+        }
+        Err(e) => log::warn!("logs: could not put the logs on the persistence disk: {e}; they stay in RAM"),
+    }
     Ok(Early { config, loader, persistence })
 }
 

@@ -14,6 +14,7 @@ pub mod input;
 pub mod kmod;
 pub mod layout;
 pub mod logger;
+pub mod logs;
 pub mod loopdev;
 pub mod mountinfo;
 pub mod mounts;

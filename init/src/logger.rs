@@ -11,9 +11,21 @@ use std::sync::Mutex;
 
 struct KmsgLogger {
     kmsg: Mutex<Option<File>>,
+    /// The init's log file (/var/log/init.log) once there is one; until then lines wait
+    /// in `early` (bounded: a boot logs a few hundred lines).
+    file: Mutex<FileSink>,
 }
 
-static LOGGER: KmsgLogger = KmsgLogger { kmsg: Mutex::new(None) };
+struct FileSink {
+    file: Option<crate::logs::LogFile>,
+    early: Vec<String>,
+}
+
+/// Lines kept for the log file before it exists.
+const EARLY_LINES: usize = 4000;
+
+static LOGGER: KmsgLogger =
+    KmsgLogger { kmsg: Mutex::new(None), file: Mutex::new(FileSink { file: None, early: Vec::new() }) };
 
 /// kmsg priority prefix (`<N>`): warnings and errors stand out in `dmesg --level`.
 fn priority(level: Level) -> u8 {
@@ -40,6 +52,7 @@ impl Log for KmsgLogger {
             _ => "",
         };
         let text = format!("{}", record.args());
+        self.to_file(&text, tag);
         let mut guard = self.kmsg.lock().unwrap_or_else(|e| e.into_inner());
         for line in text.lines() {
             let written = match guard.as_mut() {
@@ -56,6 +69,41 @@ impl Log for KmsgLogger {
     }
 
     fn flush(&self) {}
+}
+
+impl KmsgLogger {
+    /// The same line for the log file, with the uptime stamp the console shows.
+    fn to_file(&self, text: &str, tag: &str) {
+        let stamp = uptime();
+        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let sink = &mut *guard;
+        for line in text.lines() {
+            let line = format!("[{stamp:12.6}] lightwhale: {tag}{line}\n");
+            match sink.file.as_mut() {
+                Some(f) => {
+                    let _ = f.write(line.as_bytes());
+                }
+                None if sink.early.len() < EARLY_LINES => sink.early.push(line),
+                None => {}
+            }
+        }
+    }
+}
+
+/// From now on the init's lines also go to `path` (with what was logged so far).
+pub fn attach_file(path: std::path::PathBuf) -> std::io::Result<()> {
+    let mut file = crate::logs::LogFile::open(path, crate::logs::CAP_BYTES)?;
+    let mut sink = LOGGER.file.lock().unwrap_or_else(|e| e.into_inner());
+    for line in sink.early.drain(..) {
+        file.write(line.as_bytes())?;
+    }
+    sink.file = Some(file);
+    Ok(())
+}
+
+/// Closes the log file, so the filesystem under it can be unmounted at shutdown.
+pub fn detach_file() {
+    LOGGER.file.lock().unwrap_or_else(|e| e.into_inner()).file = None;
 }
 
 /// Installs the logger. Safe to call again once `/dev` is mounted: it then starts using kmsg.

@@ -20,6 +20,8 @@ pub fn unmount_order(mountinfo: &str) -> Vec<PathBuf> {
 }
 
 pub fn finish(req: PowerRequest) -> ! {
+    // The init's log file lives on what is unmounted next; from here on, console only.
+    crate::logger::detach_file();
     nix::unistd::sync();
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut failed = Vec::new();

@@ -2,5 +2,6 @@
 //! the release file, the facts the init writes to /run/lightwhale), so what they say and
 //! what the system does cannot drift apart.
 
+pub mod logs;
 pub mod root;
 pub mod status;

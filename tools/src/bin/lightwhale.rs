@@ -1,10 +1,10 @@
 //! `lightwhale`: the state of a Lightwhale system (`status`) and its logs (`logs`).
 
 use clap::{Parser, Subcommand};
-use lightwhale_tools::status;
+use lightwhale_tools::{logs, status};
 
 #[derive(Parser)]
-#[command(version, about = "The state of this Lightwhale system")]
+#[command(version, about = "The state of this Lightwhale system and its logs")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -18,6 +18,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A service's output (`dockerd`, `sshd`, ...), or without a name the init's own log:
+    /// the boot, services starting, stopping and restarting, the shutdown.
+    Logs {
+        service: Option<String>,
+        /// The boot before this one (kept on the persistence disk; read it after a crash).
+        #[arg(long)]
+        previous: bool,
+    },
 }
 
 fn main() {
@@ -30,5 +38,12 @@ fn main() {
                 print!("{}", status::render(&s));
             }
         }
+        Cmd::Logs { service, previous } => match logs::read(service.as_deref(), previous) {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("lightwhale logs: {e}");
+                std::process::exit(2);
+            }
+        },
     }
 }

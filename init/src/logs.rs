@@ -1,0 +1,140 @@
+//! Where logs go: one file per service and one for the init itself under /var/log, each
+//! capped with one rotation (`dockerd.log`, then `dockerd.log.1`), so a chatty service can
+//! never fill the disk or RAM. With a persistence disk, /var/log is a directory on it
+//! (bind-mounted), so what was written before a crash or a power cut is still there at
+//! the next boot, under `previous/`; `lightwhale logs` reads both.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub const LOG_DIR: &str = "/var/log";
+/// The init's own log (every line it also prints on the console).
+pub const INIT_LOG: &str = "init";
+/// Where the previous boot's logs are, when there is a persistence disk.
+pub const PREVIOUS_DIR: &str = "/var/log/previous";
+/// Per file; with one rotation a log takes at most twice this.
+pub const CAP_BYTES: u64 = 1 << 20;
+/// Below the persistence mount point: this boot's logs, and the previous boot's.
+const ON_DISK: &str = "logs";
+
+/// The log file of `name` (`dockerd`, or `init`).
+pub fn path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.log"))
+}
+
+/// Pure: whether writing `incoming` bytes to a file of `size` goes over `cap` (then the
+/// file is rotated first; a single write larger than the cap still goes in whole).
+pub fn should_rotate(size: u64, incoming: u64, cap: u64) -> bool {
+    size > 0 && size + incoming > cap
+}
+
+/// An append-only log file with a size cap and one rotation.
+pub struct LogFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    cap: u64,
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    // Root only: service output can carry what only root should read.
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+impl LogFile {
+    pub fn open(path: PathBuf, cap: u64) -> std::io::Result<LogFile> {
+        let file = open_append(&path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile { path, file, size, cap })
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if should_rotate(self.size, data.len() as u64, self.cap) {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&self.path, &old)?;
+            self.file = open_append(&self.path)?;
+            self.size = 0;
+        }
+        self.file.write_all(data)?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+}
+
+/// Where the logs of this boot are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// On the persistence disk: kept across reboots and crashes.
+    Disk,
+    /// In RAM (no persistence disk): gone at power-off.
+    Ram,
+}
+
+/// At boot, once persistence is ready: with a persistence disk, this boot's logs go to
+/// `<data>/logs/current` (bind-mounted at /var/log) after the previous boot's move to
+/// `<data>/logs/previous` (visible as /var/log/previous). Without one, /var/log stays in RAM.
+pub fn prepare(data: &Path, on_disk: bool) -> std::io::Result<Place> {
+    std::fs::create_dir_all(LOG_DIR)?;
+    if !on_disk {
+        return Ok(Place::Ram);
+    }
+    let base = data.join(ON_DISK);
+    let (current, previous) = (base.join("current"), base.join("previous"));
+    std::fs::create_dir_all(&base)?;
+    if current.exists() {
+        if previous.exists() {
+            std::fs::remove_dir_all(&previous)?;
+        }
+        std::fs::rename(&current, &previous)?;
+    }
+    std::fs::create_dir_all(&current)?;
+    std::fs::create_dir_all(current.join("previous"))?;
+    nix::mount::mount(Some(&current), LOG_DIR, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .map_err(std::io::Error::from)?;
+    // The previous boot's logs, read-only, where `lightwhale logs --previous` looks.
+    if previous.exists() {
+        let flags = nix::mount::MsFlags::MS_BIND;
+        nix::mount::mount(Some(&previous), PREVIOUS_DIR, None::<&str>, flags, None::<&str>)
+            .map_err(std::io::Error::from)?;
+        let ro = flags | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY;
+        nix::mount::mount(None::<&str>, PREVIOUS_DIR, None::<&str>, ro, None::<&str>).map_err(std::io::Error::from)?;
+    }
+    Ok(Place::Disk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_rule() {
+        assert!(!should_rotate(0, 10, 5), "an empty file takes a big write whole");
+        assert!(!should_rotate(3, 2, 5));
+        assert!(should_rotate(4, 2, 5));
+    }
+
+    #[test]
+    fn capped_with_one_rotation() {
+        let dir = std::env::temp_dir().join(format!("lw-logs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = path(&dir, "svc");
+        let mut log = LogFile::open(p.clone(), 10).unwrap();
+        for line in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n", "eeee\n"] {
+            log.write(line.as_bytes()).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "eeee\n");
+        assert_eq!(std::fs::read_to_string(dir.join("svc.log.1")).unwrap(), "cccc\ndddd\n");
+        assert!(!dir.join("svc.log.2").exists());
+        // Reopening continues where the file ends.
+        let mut again = LogFile::open(p.clone(), 10).unwrap();
+        again.write(b"ffff\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "eeee\nffff\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -30,6 +30,7 @@ let
       }) (t.system_users or [ ]);
       initramfsKernelModules = (t.initramfs or { }).kernel_modules or [ ];
       dropKernelModules = (t.prune or { }).drop_kernel_modules or [ ];
+      requireKernelModules = (t.prune or { }).require_kernel_modules or [ ];
     };
   modules = map module names;
   all = field: concatMap (m: m.${field}) modules;
@@ -47,6 +48,7 @@ in
   systemUsers = all "systemUsers";
   initramfsKernelModules = all "initramfsKernelModules";
   dropKernelModules = all "dropKernelModules";
+  requireKernelModules = all "requireKernelModules";
   # Every module must say what it needs from nixpkgs, or the Nix image would lack it.
   modulesWithoutNixPackages = map (m: m.name) (builtins.filter (m: m.nixPackages == [ ]) modules);
 }

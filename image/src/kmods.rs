@@ -1,7 +1,7 @@
 //! The image's kernel module tree: drop what no Docker server needs (keeping whatever a
 //! kept module depends on), decompress the rest, and index it with depmod.
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use lightwhale_init::kmod::DepTable;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,25 @@ pub fn is_dropped(drop: &[String], rel: &str) -> bool {
     })
 }
 
+/// Pure: the required modules that the kept set lacks, each with why: not in this kernel,
+/// or dropped by which `drop` entry.
+pub fn missing_required(deps: &DepTable, kept: &HashSet<String>, drop: &[String], require: &[String]) -> Vec<String> {
+    require
+        .iter()
+        .filter(|r| !deps.is_builtin(r) && !kept.contains(&lightwhale_init::kmod::normalize(r)))
+        .map(|r| match deps.path(r) {
+            None => format!("{r} (not in this kernel)"),
+            Some(p) => {
+                let by = drop.iter().find(|d| is_dropped(std::slice::from_ref(d), p));
+                format!(
+                    "{r} (dropped by [prune] drop_kernel_modules entry {:?})",
+                    by.map(String::as_str).unwrap_or("?")
+                )
+            }
+        })
+        .collect()
+}
+
 /// What prune did.
 pub struct Pruned {
     pub dropped: usize,
@@ -33,12 +52,27 @@ pub struct Pruned {
 /// as xz did, and the kernel loads a plain .ko much faster than it unpacks a .ko.xz (the
 /// difference is seconds of boot under TCG). Module signatures are appended to the module
 /// inside the compressed payload, so they survive this.
-pub fn prune(moddir: &Path, drop: &[String]) -> Result<Pruned> {
+///
+/// `require` lists modules the image must keep (the modules' `require_kernel_modules`):
+/// the build fails, naming the module and the entry that dropped it, rather than shipping
+/// an image that silently lacks them.
+pub fn prune(moddir: &Path, drop: &[String], require: &[String]) -> Result<Pruned> {
     let dep_text = std::fs::read_to_string(moddir.join("modules.dep")).ctx(STEP, moddir)?;
-    let deps = DepTable::parse(&dep_text, "");
+    let builtin = std::fs::read_to_string(moddir.join("modules.builtin")).unwrap_or_default();
+    let deps = DepTable::parse(&dep_text, &builtin);
     let kept: Vec<&str> = deps.names().filter(|n| deps.path(n).is_some_and(|p| !is_dropped(drop, p))).collect();
     let (needed, _) = deps.load_order(kept.iter().copied());
     let needed: HashSet<String> = needed.into_iter().collect();
+    let missing = missing_required(&deps, &needed, drop, require);
+    if !missing.is_empty() {
+        return Err(Error::Step {
+            step: STEP,
+            message: format!(
+                "the image must keep these kernel modules (require_kernel_modules in modules/*/module.toml): {}",
+                missing.join(", ")
+            ),
+        });
+    }
     let mut dropped = 0;
     for name in deps.names() {
         if !needed.contains(name) {
@@ -66,6 +100,24 @@ pub fn depmod(root: &Path, release: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_modules_must_survive_pruning() {
+        let deps = DepTable::parse(
+            "kernel/drivers/net/vxlan/vxlan.ko:\nkernel/net/netfilter/ipvs/ip_vs.ko:\n",
+            "kernel/net/xfrm/xfrm_user.ko\n",
+        );
+        let kept: HashSet<String> = ["ip_vs".to_string()].into();
+        let drop = vec!["drivers/net/vxlan".to_string()];
+        let req: Vec<String> = ["ip_vs", "vxlan", "xfrm_user", "xt_bpf"].map(String::from).to_vec();
+        assert_eq!(
+            missing_required(&deps, &kept, &drop, &req),
+            vec![
+                "vxlan (dropped by [prune] drop_kernel_modules entry \"drivers/net/vxlan\")".to_string(),
+                "xt_bpf (not in this kernel)".to_string()
+            ]
+        );
+    }
 
     #[test]
     fn dropped_by_directory_file_or_prefix() {

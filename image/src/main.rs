@@ -220,7 +220,11 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::KernelModules(a) => {
             let mods = a.modules.load()?;
             let moddir = a.root.join("usr/lib/modules").join(&a.release);
-            let k = kmods::prune(&moddir, &manifest::all(&mods, |m| &m.prune.drop_kernel_modules))?;
+            let k = kmods::prune(
+                &moddir,
+                &manifest::all(&mods, |m| &m.prune.drop_kernel_modules),
+                &manifest::all(&mods, |m| &m.prune.require_kernel_modules),
+            )?;
             kmods::depmod(&a.root, &a.release)?;
             println!("kernel modules: {} kept, {} dropped", k.kept, k.dropped);
             Ok(())

@@ -115,6 +115,10 @@ pub struct Prune {
     /// a module that a kept module depends on stays.
     #[serde(default)]
     pub drop_kernel_modules: Vec<String>,
+    /// Kernel modules the image must keep, whatever the drop lists say: the build fails
+    /// if one is missing (a later pruning cannot drop them silently).
+    #[serde(default)]
+    pub require_kernel_modules: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

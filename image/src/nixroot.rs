@@ -200,7 +200,11 @@ pub fn build(r: &NixRoot) -> Result<Vec<String>> {
     std::fs::create_dir_all(&moddir).ctx(STEP, &moddir)?;
     crate::tree::copy_tree(&r.kernel_modules.join(r.release), &moddir)?;
     make_writable(&moddir)?;
-    crate::kmods::prune(&moddir, &manifest::all(r.modules, |m| &m.prune.drop_kernel_modules))?;
+    crate::kmods::prune(
+        &moddir,
+        &manifest::all(r.modules, |m| &m.prune.drop_kernel_modules),
+        &manifest::all(r.modules, |m| &m.prune.require_kernel_modules),
+    )?;
     crate::kmods::depmod(tree, r.release)?;
 
     install::module_files(tree, r.modules, BuildPath::Nix)?;

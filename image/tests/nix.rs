@@ -65,6 +65,7 @@ fn rust_view(mods: &[Module]) -> Value {
                 "systemUsers": t.system_users,
                 "initramfsKernelModules": t.initramfs.kernel_modules,
                 "dropKernelModules": t.prune.drop_kernel_modules,
+                "requireKernelModules": t.prune.require_kernel_modules,
             })
         })
         .collect();
@@ -86,6 +87,7 @@ fn rust_view(mods: &[Module]) -> Value {
         "systemUsers": system_users(mods),
         "initramfsKernelModules": manifest::all(mods, |m| &m.initramfs.kernel_modules),
         "dropKernelModules": manifest::all(mods, |m| &m.prune.drop_kernel_modules),
+        "requireKernelModules": manifest::all(mods, |m| &m.prune.require_kernel_modules),
         "modulesWithoutNixPackages": mods.iter().filter(|m| m.toml.nix.packages.is_empty()).map(|m| &m.name).collect::<Vec<_>>(),
     })
 }

@@ -58,7 +58,11 @@ pub fn read(service: Option<&str>, previous: bool) -> Result<String, String> {
         }
     }
     if !found {
-        return Err(format!("no log named {name:?} in {}; there are: {}", dir.display(), names(&listing(&dir)).join(" ")));
+        return Err(format!(
+            "no log named {name:?} in {}; there are: {}",
+            dir.display(),
+            names(&listing(&dir)).join(" ")
+        ));
     }
     Ok(text)
 }

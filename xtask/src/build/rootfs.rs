@@ -201,7 +201,11 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
         pruned += ftree::remove_glob(tree, p)?;
     }
     let moddir = tree.join("usr/lib/modules").join(&kernel_release);
-    let k = kmods::prune(&moddir, &modules::all(modules, |m| &m.prune.drop_kernel_modules))?;
+    let k = kmods::prune(
+        &moddir,
+        &modules::all(modules, |m| &m.prune.drop_kernel_modules),
+        &modules::all(modules, |m| &m.prune.require_kernel_modules),
+    )?;
     kmods::depmod(tree, &kernel_release)?;
     step.done(&format!(
         "kernel {kernel_release} ({} modules kept, {} dropped), {} packages, {pruned} paths pruned",

@@ -27,6 +27,9 @@ pub struct Options {
     /// as they have settled; this bound only matters while devices keep appearing (slow
     /// USB sticks, a controller still probing on a loaded machine).
     pub settle: Duration,
+    /// `lightwhale.seccomp=log`: allow-list misses are logged instead of denied, to find
+    /// what a daemon's profile lacks.
+    pub seccomp: crate::seccomp::Mode,
     /// Options we did not recognise, reported on the console so typos are visible.
     pub unknown: Vec<String>,
 }
@@ -37,6 +40,7 @@ impl Default for Options {
             persistence: PersistenceMode::Auto,
             debug: false,
             settle: Duration::from_secs(15),
+            seccomp: crate::seccomp::Mode::Enforce,
             unknown: Vec::new(),
         }
     }
@@ -57,6 +61,8 @@ pub fn parse(cmdline: &str) -> Options {
             ("persistence", Some("tmpfs")) => opts.persistence = PersistenceMode::Tmpfs,
             ("debug", None | Some("1") | Some("on")) => opts.debug = true,
             ("debug", Some("0") | Some("off")) => opts.debug = false,
+            ("seccomp", Some("log")) => opts.seccomp = crate::seccomp::Mode::Log,
+            ("seccomp", Some("enforce")) => opts.seccomp = crate::seccomp::Mode::Enforce,
             ("settle", Some(v)) => match parse_seconds(v) {
                 Some(d) => opts.settle = d,
                 None => opts.unknown.push(word.to_string()),
@@ -106,6 +112,13 @@ mod tests {
         assert_eq!(parse("lightwhale.settle=12").settle, Duration::from_secs(12));
         assert_eq!(parse("lightwhale.settle=1.5s").settle, Duration::from_millis(1500));
         assert_eq!(parse("lightwhale.settle=250ms").settle, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn seccomp_log_mode() {
+        assert_eq!(parse("lightwhale.seccomp=log").seccomp, crate::seccomp::Mode::Log);
+        assert_eq!(parse("").seccomp, crate::seccomp::Mode::Enforce);
+        assert_eq!(parse("lightwhale.seccomp=off").unknown, vec!["lightwhale.seccomp=off".to_string()]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use nix::mount::MsFlags;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 use std::path::Path;
 
-pub fn run(early: Early) -> ! {
+pub fn run(early: Early, opts: &crate::cmdline::Options) -> ! {
     let step = logger::Step::start("system set up");
     let hostname =
         std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
@@ -46,7 +46,7 @@ pub fn run(early: Early) -> ! {
     // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate hard reboot.
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
-    let mut sup = match Supervisor::new(early.config.services) {
+    let mut sup = match Supervisor::new(early.config.services, &early.config.seccomp, opts.seccomp) {
         Ok(s) => s,
         Err(e) => crate::fatal(&format!("cannot set up the service supervisor: {e}")),
     };

@@ -115,6 +115,9 @@ pub struct Prune {
     /// a module that a kept module depends on stays.
     #[serde(default)]
     pub drop_kernel_modules: Vec<String>,
+    /// Files (relative to /) that keep their setuid or setgid bit; every other file loses it.
+    #[serde(default)]
+    pub keep_setuid: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -246,9 +246,9 @@ fn default_stop_timeout() -> u64 {
 pub fn cap_mask(names: &[String]) -> Result<u64, String> {
     let mut mask = 0u64;
     for n in names {
-        let cap: caps::Capability = n.parse().map_err(|_| {
-            format!("unknown capability {n:?} (names as in capabilities(7), e.g. \"CAP_NET_ADMIN\")")
-        })?;
+        let cap: caps::Capability = n
+            .parse()
+            .map_err(|_| format!("unknown capability {n:?} (names as in capabilities(7), e.g. \"CAP_NET_ADMIN\")"))?;
         mask |= cap.bitmask();
     }
     Ok(mask)
@@ -292,7 +292,8 @@ fn check_sandbox(spec: SandboxSpec) -> Result<ServiceSandbox, String> {
 }
 
 fn check_service(s: ServiceSpec, path: &Path) -> Result<Service, ConfigError> {
-    let invalid = |problem: String| ConfigError::Invalid { path: path.into(), problem: format!("service {}: {problem}", s.name) };
+    let invalid =
+        |problem: String| ConfigError::Invalid { path: path.into(), problem: format!("service {}: {problem}", s.name) };
     if s.exec.first().is_none_or(|p| !p.starts_with('/')) {
         return Err(invalid("exec must start with an absolute program path".into()));
     }
@@ -462,7 +463,10 @@ mod tests {
         assert!(e.contains("/m/net/init.ron") && e.contains("service d") && e.contains("CAP_NET_ADMN"), "{e}");
         assert!(sb("capabilities: Only([]), ambient: [\"CAP_NET_RAW\"]").is_err(), "ambient outside bounding");
         assert!(sb("capabilities: All, group: Some(\"x\")").is_err());
-        assert!(sb("capabilities: All, user: Some(\"ntp\"), seccomp: Some(\"x\")").is_err(), "seccomp as a user needs nnp");
+        assert!(
+            sb("capabilities: All, user: Some(\"ntp\"), seccomp: Some(\"x\")").is_err(),
+            "seccomp as a user needs nnp"
+        );
         assert!(sb("capabilities: All, landlock: Some((read_only: [\"etc\"]))").is_err());
         assert!(sb("capabilities: All, sekcomp: Some(\"x\")").is_err());
     }
@@ -479,7 +483,10 @@ mod tests {
         )
         .unwrap();
         let e = load(&dir).unwrap_err().to_string();
-        assert!(e.contains("a/init.ron") && e.contains("service d") && e.contains("tihgt") && e.contains("tight"), "{e}");
+        assert!(
+            e.contains("a/init.ron") && e.contains("service d") && e.contains("tihgt") && e.contains("tight"),
+            "{e}"
+        );
         std::fs::write(
             dir.join("a/init.ron"),
             "(services: [(name: \"d\", exec: [\"/bin/d\"], sandbox: (capabilities: All, seccomp: Some(\"tight\")))])",

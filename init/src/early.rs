@@ -60,6 +60,8 @@ pub struct Early {
     pub config: InitConfig,
     pub loader: kmod::Loader,
     pub persistence: Persistence,
+    /// The image's own /etc/shadow, read before the overlays hide it (password.rs).
+    pub image_shadow: String,
 }
 
 fn load_filesystem_modules(loader: &kmod::Loader, names: &[String]) {
@@ -136,6 +138,7 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
     let _ = std::fs::create_dir_all("/run/lightwhale");
     let _ = std::fs::write(STATUS_FILE, persistence.status_text());
 
+    let image_shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
     let step = logger::Step::start("overlays mounted");
     let data = Path::new(persist::MOUNT_POINT);
     mounts::mkdir_p(&layout::docker_root(data))?;
@@ -143,7 +146,7 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
         mounts::apply(&s)?;
     }
     step.done(&config.filesystems.persisted.join(" "));
-    Ok(Early { config, loader, persistence })
+    Ok(Early { config, loader, persistence, image_shadow })
 }
 
 fn persistence(opts: &Options) -> Result<Persistence, EarlyError> {

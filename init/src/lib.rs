@@ -15,6 +15,7 @@ pub mod loopdev;
 pub mod mountinfo;
 pub mod mounts;
 pub mod net;
+pub mod password;
 pub mod persist;
 pub mod power;
 pub mod sandbox;

@@ -85,11 +85,8 @@ pub fn credentials(passwd: &str, group_file: &str, user: &str, group: Option<&st
         let f = groups.iter().find(|f| f[0] == g).ok_or_else(|| format!("group {g:?} is not in /etc/group"))?;
         gid = f[2].parse().map_err(|_| format!("group {g:?} has a bad gid"))?;
     }
-    let mut extra: Vec<u32> = groups
-        .iter()
-        .filter(|f| f[3].split(',').any(|m| m == user))
-        .filter_map(|f| f[2].parse().ok())
-        .collect();
+    let mut extra: Vec<u32> =
+        groups.iter().filter(|f| f[3].split(',').any(|m| m == user)).filter_map(|f| f[2].parse().ok()).collect();
     extra.insert(0, gid);
     extra.dedup();
     Ok(Credentials { uid, gid, groups: extra })
@@ -100,7 +97,12 @@ pub fn landlock_abi() -> i64 {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
     // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only returns a number.
     let v = unsafe {
-        libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, LANDLOCK_CREATE_RULESET_VERSION)
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
     };
     v.max(0)
 }
@@ -148,10 +150,7 @@ pub enum LandlockOutcome {
 
 /// The highest capability number the running kernel knows.
 pub fn last_cap() -> u8 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
 }
 
 /// Applies `sb` to the calling process, in the order the module comment gives.
@@ -165,10 +164,7 @@ pub fn apply(sb: &Sandbox) -> Result<LandlockOutcome, RestrictError> {
             if keep & (1u64 << n) == 0 {
                 // SAFETY: prctl with integer arguments only.
                 if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, n as libc::c_ulong, 0, 0, 0) } != 0 {
-                    return Err(RestrictError::Caps(format!(
-                        "capability {n}: {}",
-                        std::io::Error::last_os_error()
-                    )));
+                    return Err(RestrictError::Caps(format!("capability {n}: {}", std::io::Error::last_os_error())));
                 }
             }
         }
@@ -193,10 +189,33 @@ pub fn apply(sb: &Sandbox) -> Result<LandlockOutcome, RestrictError> {
     };
     if let Some(c) = &sb.seccomp {
         for program in &c.programs {
-            seccompiler::apply_filter(program).map_err(|e| RestrictError::Seccomp(e.to_string()))?;
+            install_filter(program)?;
         }
     }
     Ok(outcome)
+}
+
+/// Installs one seccomp filter with the seccomp syscall. Not seccompiler's `apply_filter`:
+/// that one always sets no_new_privs first, which would make sudo useless under the
+/// administrator's profile. Without no_new_privs the kernel requires CAP_SYS_ADMIN, which
+/// a root service still has here.
+fn install_filter(program: &seccompiler::BpfProgram) -> Result<(), RestrictError> {
+    if program.is_empty() {
+        return Err(RestrictError::Seccomp("empty filter".into()));
+    }
+    let len = u16::try_from(program.len()).map_err(|_| RestrictError::Seccomp("filter too long".into()))?;
+    // seccompiler's sock_filter has the kernel's layout (repr(C): u16, u8, u8, u32).
+    let prog = libc::sock_fprog { len, filter: program.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: prog points at `program`, which outlives the call; the kernel copies it.
+    let rc =
+        unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog) };
+    if rc != 0 {
+        return Err(RestrictError::Seccomp(format!(
+            "{} (a filter without no_new_privs needs CAP_SYS_ADMIN)",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
 }
 
 fn switch_user(c: &Credentials, keep_caps: bool) -> Result<(), RestrictError> {
@@ -351,7 +370,9 @@ where
                 Err(ReadError::Timeout) => {
                     return Err(SandboxError::Timeout { what: what.into(), secs: timeout.as_secs() })
                 }
-                Err(ReadError::TooLarge) => return Err(SandboxError::TooLarge { what: what.into(), limit: MAX_ANSWER }),
+                Err(ReadError::TooLarge) => {
+                    return Err(SandboxError::TooLarge { what: what.into(), limit: MAX_ANSWER })
+                }
             };
             if !matches!(status, Some(WaitStatus::Exited(_, 0))) {
                 return Err(SandboxError::Child { what: what.into(), status: format!("{status:?}"), output: text });

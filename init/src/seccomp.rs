@@ -79,7 +79,8 @@ pub struct Named {
     pub profile: Profile,
 }
 
-/// The compiled filters of one profile, installed in this order.
+/// The compiled filters of one profile, installed in this order: the bpf() filter first
+/// (it allows the seccomp syscall that installs the next one; an allow-list may not).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compiled {
     pub programs: Vec<BpfProgram>,
@@ -125,7 +126,8 @@ pub fn load_dir(dir: &Path, into: &mut BTreeMap<String, Named>) -> Result<(), Se
     files.sort();
     for path in files {
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let text = std::fs::read_to_string(&path).map_err(|source| SeccompError::Read { path: path.clone(), source })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| SeccompError::Read { path: path.clone(), source })?;
         let named = parse(&name, &text, &path)?;
         if let Some(first) = into.get(&name) {
             return Err(SeccompError::Duplicate { name, first: first.path.clone(), second: path });
@@ -177,7 +179,7 @@ pub fn compile(p: &Named, mode: Mode) -> Result<Compiled, SeccompError> {
     let mut take = |k: &str| {
         map.remove(k).ok_or_else(|| SeccompError::Compile { name: p.name.clone(), detail: format!("no {k} filter") })
     };
-    Ok(Compiled { programs: vec![take("profile")?, take("no_bpf")?] })
+    Ok(Compiled { programs: vec![take("no_bpf")?, take("profile")?] })
 }
 
 #[cfg(test)]
@@ -223,8 +225,14 @@ mod tests {
         let p = Path::new("x.ron");
         let e = parse("x", r#"AllowOnly(syscalls: ["read", "reed"])"#, p).unwrap_err();
         assert!(e.to_string().contains("seccomp profile x"), "{e}");
-        assert!(parse("x", r#"AllowOnly(syscalls: ["socket"], arg_checks: [(syscall: "socket", arg: 0, one_of: [1])])"#, p).is_err());
-        assert!(parse("x", r#"AllowOnly(syscalls: [], arg_checks: [(syscall: "socket", arg: 6, one_of: [1])])"#, p).is_err());
+        assert!(parse(
+            "x",
+            r#"AllowOnly(syscalls: ["socket"], arg_checks: [(syscall: "socket", arg: 0, one_of: [1])])"#,
+            p
+        )
+        .is_err());
+        assert!(parse("x", r#"AllowOnly(syscalls: [], arg_checks: [(syscall: "socket", arg: 6, one_of: [1])])"#, p)
+            .is_err());
         assert!(parse("x", r#"DenyOnly(syscalls: [])"#, p).is_err());
         assert!(parse("x", r#"AllowSome(syscalls: [])"#, p).is_err());
         assert!(parse("x", r#"DenyOnly(syscalls: ["kexec_load"])"#, p).is_ok());

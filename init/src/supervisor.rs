@@ -6,11 +6,11 @@ use crate::config::{Condition, Output, Restart, Service};
 use crate::sandbox::{self, Sandbox};
 use crate::seccomp::{self, Compiled};
 use crate::{input, net};
-use std::collections::BTreeMap;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -40,6 +40,9 @@ pub fn request_for(sig: Signal) -> Option<PowerRequest> {
 pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
 }
+
+/// How often the default-password notices are checked against /etc/shadow.
+const NOTICE_EVERY: Duration = Duration::from_secs(30);
 
 /// A service that ran at least this long before exiting is restarted without penalty.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
@@ -128,6 +131,8 @@ struct Unit {
 
 pub struct Supervisor {
     units: Vec<Unit>,
+    notices: crate::password::Notices,
+    notices_checked: Option<Instant>,
     signals: SignalFd,
     buttons: Vec<File>,
 }
@@ -155,6 +160,7 @@ impl Supervisor {
         services: Vec<Service>,
         profiles: &BTreeMap<String, seccomp::Named>,
         mode: seccomp::Mode,
+        notices: crate::password::Notices,
     ) -> nix::Result<Supervisor> {
         let signals = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         let buttons = input::open_power_buttons(Path::new("/sys/class/input"), Path::new("/dev/input"));
@@ -198,7 +204,7 @@ impl Supervisor {
                 }
             })
             .collect();
-        Ok(Supervisor { units, signals, buttons })
+        Ok(Supervisor { units, notices, notices_checked: None, signals, buttons })
     }
 
     /// Supervises until a power request arrives.
@@ -214,6 +220,10 @@ impl Supervisor {
 
     fn advance(&mut self) {
         let now = Instant::now();
+        if self.notices_checked.is_none_or(|t| now.saturating_duration_since(t) >= NOTICE_EVERY) {
+            self.notices.refresh();
+            self.notices_checked = Some(now);
+        }
         for i in 0..self.units.len() {
             let unit = &mut self.units[i];
             unit.state = tick(unit.state, now);
@@ -285,6 +295,7 @@ impl Supervisor {
                 State::Backoff { until } => Some(until.saturating_duration_since(now)),
                 _ => None,
             })
+            .chain([NOTICE_EVERY])
             .min()
     }
 
@@ -352,7 +363,11 @@ impl Supervisor {
             match exit {
                 Exit::Next(step) => self.begin(i, step),
                 Exit::SetupFailed(step) => {
-                    log::error!("service {name}: setup command {:?} failed: {}", self.units[i].svc.setup[step], describe(&status));
+                    log::error!(
+                        "service {name}: setup command {:?} failed: {}",
+                        self.units[i].svc.setup[step],
+                        describe(&status)
+                    );
                     self.failed(i);
                 }
                 Exit::Ended { healthy } => {
@@ -460,7 +475,7 @@ fn conditions_met(svc: &Service, since: Instant) -> bool {
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The service's sandbox, resolved now: its user from the /etc it will see.
-fn service_sandbox(svc: &Service, seccomp: Option<&Compiled>) -> Result<Sandbox, String> {
+pub fn service_sandbox(svc: &Service, seccomp: Option<&Compiled>) -> Result<Sandbox, String> {
     let sb = &svc.sandbox;
     let user = match &sb.user {
         Some(u) => {

@@ -164,7 +164,15 @@ mod tests {
     fn answers_naming_unknown_or_odd_devices_are_refused() {
         let known: Vec<String> = ["sda", "sda1", "sr0"].map(String::from).to_vec();
         let dev = |name: &str, parent: Option<&str>| {
-            report(&BlockDev { name: name.into(), parent: parent.map(String::from), size_bytes: 1 << 30, read_only: false }, &[])
+            report(
+                &BlockDev {
+                    name: name.into(),
+                    parent: parent.map(String::from),
+                    size_bytes: 1 << 30,
+                    read_only: false,
+                },
+                &[],
+            )
         };
         assert!(validate(&[dev("sda", None), dev("sda1", Some("sda"))], &known).is_ok());
         assert!(validate(&[dev("sdb", None)], &known).is_err());

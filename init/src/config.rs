@@ -216,7 +216,8 @@ pub struct Service {
     /// argv; the program path is absolute.
     pub exec: Vec<String>,
     /// Commands run (in order) before each start, e.g. creating runtime directories. They
-    /// run in the service's sandbox too.
+    /// come from the image's configuration and run before (outside) the service's sandbox,
+    /// so they can make the directories its Landlock rules name.
     pub setup: Vec<Vec<String>>,
     pub wait_for: Vec<Condition>,
     pub restart: Restart,

@@ -13,7 +13,6 @@ use lightwhale_init::{config, sandbox, seccomp, supervisor};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
@@ -23,7 +22,11 @@ fn main() {
     let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules");
     let cfg = config::load(&modules).unwrap_or_else(|e| panic!("{e}"));
     let svc = cfg.services.iter().find(|s| s.name == args[0]).unwrap_or_else(|| panic!("no service {}", args[0]));
-    let mode = if std::env::var("LIGHTWHALE_SECCOMP").as_deref() == Ok("log") { seccomp::Mode::Log } else { seccomp::Mode::Enforce };
+    let mode = if std::env::var("LIGHTWHALE_SECCOMP").as_deref() == Ok("log") {
+        seccomp::Mode::Log
+    } else {
+        seccomp::Mode::Enforce
+    };
     let compiled = svc.sandbox.seccomp.as_ref().map(|n| seccomp::compile(&cfg.seccomp[n], mode).unwrap());
     let sb = supervisor::service_sandbox(svc, compiled.as_ref()).unwrap();
     let root = PathBuf::from(&args[1]);

@@ -204,8 +204,9 @@ fn check_password_warning(m: &mut Machine, around_login: &str) -> Result<(), VmE
     assert!(banner.contains(password::WARNING_HEAD), "{banner}");
     // Changed: within the init's half-minute check, every warning is gone.
     m.sudo("echo op:a-better-secret | chpasswd", MIN)?;
+    let files = "/run/lightwhale/ssh-banner /run/lightwhale/password.issue /run/motd.d/lightwhale-password";
     m.wait_until_succeeds(
-        "! grep -q WARNING /run/lightwhale/ssh-banner /run/lightwhale/password.issue /run/motd.d/lightwhale-password",
+        &format!("for f in {files}; do test -e $f || exit 2; done; ! grep -q WARNING {files}"),
         2 * MIN,
     )?;
     Ok(())

@@ -184,7 +184,7 @@ pub fn apply(sb: &Sandbox) -> Result<LandlockOutcome, RestrictError> {
         nix::sys::prctl::set_no_new_privs().map_err(RestrictError::NoNewPrivs)?;
     }
     let outcome = match &sb.landlock {
-        Some(l) => landlock(l)?,
+        Some(l) => landlock(l, sb.no_new_privs)?,
         None => LandlockOutcome::NotRequested,
     };
     if let Some(c) = &sb.seccomp {
@@ -250,7 +250,9 @@ fn raise_ambient(mask: u64) -> Result<(), RestrictError> {
     Ok(())
 }
 
-fn landlock(l: &Landlock) -> Result<LandlockOutcome, RestrictError> {
+/// `no_new_privs` is passed on: the landlock crate would otherwise set it on its own,
+/// which must stay the sandbox's decision (the step before already set it if asked).
+fn landlock(l: &Landlock, no_new_privs: bool) -> Result<LandlockOutcome, RestrictError> {
     use landlock::{
         path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
         Scope, ABI,
@@ -271,6 +273,7 @@ fn landlock(l: &Landlock) -> Result<LandlockOutcome, RestrictError> {
         .map_err(err)?
         .add_rules(path_beneath_rules(&l.read_write, AccessFs::from_all(ABI::V5)))
         .map_err(err)?
+        .no_new_privs(no_new_privs)
         .restrict_self()
         .map_err(err)?;
     Ok(match status.ruleset {

@@ -353,3 +353,21 @@ fn every_shipped_profile_denies_bpf_even_in_log_mode() {
         assert_eq!(get(&r, "bpf"), EPERM, "profile {name}: {r:?}");
     }
 }
+
+#[test]
+#[ignore = "needs root (Landlock and seccomp without no_new_privs need CAP_SYS_ADMIN): run with `cargo xtask test`"]
+fn no_new_privs_is_set_only_when_the_sandbox_asks() {
+    // seccompiler's apply_filter and the landlock crate both set no_new_privs on their own
+    // by default; under the administrator's sandbox that would break sudo.
+    let s = Scratch::new("nnp");
+    let own = status_field("NoNewPrivs");
+    let sb = Sandbox {
+        landlock: Some(sandbox::Landlock { read_only: vec!["/".into()], ..Default::default() }),
+        seccomp: Some(seccomp::compile(&modules().seccomp["admin"], Mode::Enforce).unwrap()),
+        ..Sandbox::default()
+    };
+    let (r, _, status) = run_in(&sb, &s.0, || Ok(String::new()));
+    assert_eq!(get(&r, "open for writing"), EACCES, "Landlock was not applied: {r:?}");
+    assert_eq!(status[1], own, "no_new_privs changed although the sandbox did not ask for it");
+    assert_eq!(status[2], "2");
+}

@@ -14,7 +14,9 @@ pub const CHANGE_COMMAND: &str = "sudo passwd op";
 const ISSUE: &str = "/run/lightwhale/password.issue";
 const MOTD: &str = "/run/motd.d/lightwhale-password";
 const SSH_BANNER: &str = "/run/lightwhale/ssh-banner";
-/// The first line of the warning, for tests that look for it.
+/// What the warning says, for the log and for tests that look for it.
+pub const WARNING: &str = "the password of op is still the default, opsecret";
+/// The first line of the warning on the screen.
 pub const WARNING_HEAD: &str = "WARNING: the password of op is still the default, opsecret";
 
 /// Pure: `user`'s password hash in the text of a shadow file.
@@ -71,7 +73,7 @@ impl Notices {
             }
         }
         if default {
-            log::warn!("{WARNING_HEAD}; change it with `{CHANGE_COMMAND}`");
+            log::warn!("{WARNING}; change it with `{CHANGE_COMMAND}`");
         } else if self.shown.is_some() {
             log::info!("the password of {USER} was changed; the default-password warning is gone");
         }
@@ -99,6 +101,7 @@ mod tests {
 
     #[test]
     fn warning_names_the_command() {
+        assert!(WARNING_HEAD.ends_with(WARNING));
         let w = warning();
         assert!(w.contains(WARNING_HEAD) && w.contains(CHANGE_COMMAND));
         // agetty interprets backslash escapes in issue files.

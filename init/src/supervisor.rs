@@ -431,7 +431,7 @@ pub fn describe_sandbox(svc: &Service) -> String {
     let sb = &svc.sandbox;
     let mut parts = vec![match sb.bounding {
         None => "all capabilities".to_string(),
-        Some(b) => format!("capabilities {b:#x}"),
+        Some(_) => format!("capabilities {:#x}", sb.expected_cap_bnd(sandbox::last_cap())),
     }];
     if let Some(u) = &sb.user {
         parts.push(format!("user {u}"));

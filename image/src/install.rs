@@ -30,10 +30,17 @@ pub fn module_files(tree: &Path, modules: &[Module], path: BuildPath) -> Result<
         for d in dirs.iter().filter(|d| d.is_dir()) {
             crate::tree::copy_tree(d, tree)?;
         }
+        let dst = tree.join(lightwhale_init::config::CONFIG_DIR.trim_start_matches('/')).join(&m.name);
         if m.init_ron().is_file() {
-            let dst = tree.join(lightwhale_init::config::CONFIG_DIR.trim_start_matches('/')).join(&m.name);
             std::fs::create_dir_all(&dst).ctx(STEP, &dst)?;
             std::fs::copy(m.init_ron(), dst.join("init.ron")).ctx(STEP, &dst)?;
+        }
+        // The module's seccomp profiles go next to its init.ron, where the init looks.
+        let profiles = m.dir.join(lightwhale_init::config::SECCOMP_DIR);
+        if profiles.is_dir() {
+            let into = dst.join(lightwhale_init::config::SECCOMP_DIR);
+            std::fs::create_dir_all(&into).ctx(STEP, &into)?;
+            crate::tree::copy_tree(&profiles, &dst.join(lightwhale_init::config::SECCOMP_DIR))?;
         }
     }
     let cfg = lightwhale_init::config::load(&tree.join(lightwhale_init::config::CONFIG_DIR.trim_start_matches('/')))

@@ -45,6 +45,17 @@ pub fn missing_required(deps: &DepTable, kept: &HashSet<String>, drop: &[String]
 pub struct Pruned {
     pub dropped: usize,
     pub kept: usize,
+    /// Kept modules that carry a signature (lockdown=integrity loads only those when the
+    /// kernel enforces signatures, as Debian's does).
+    pub signed: usize,
+}
+
+/// The marker the kernel's sign-file appends after a module's signature.
+const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
+
+/// Pure: whether a decompressed module ends with a signature.
+pub fn is_signed(module: &[u8]) -> bool {
+    module.ends_with(SIGNATURE_MARKER)
 }
 
 /// Removes the dropped modules from `moddir` (`<root>/usr/lib/modules/<release>`, which
@@ -89,7 +100,13 @@ pub fn prune(moddir: &Path, drop: &[String], require: &[String]) -> Result<Prune
     for chunk in compressed.chunks(400) {
         crate::cmd::output(STEP, Command::new("xz").args(["--decompress", "--threads=0", "--"]).args(chunk))?;
     }
-    Ok(Pruned { dropped, kept: needed.len() })
+    let mut signed = 0;
+    for p in crate::tree::walk(moddir).ctx(STEP, moddir)?.iter().filter(|p| p.extension().is_some_and(|e| e == "ko")) {
+        if is_signed(&std::fs::read(p).ctx(STEP, p)?) {
+            signed += 1;
+        }
+    }
+    Ok(Pruned { dropped, kept: needed.len(), signed })
 }
 
 /// `depmod -b root release`: modules.dep and the alias tables for the pruned tree.

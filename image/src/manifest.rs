@@ -119,6 +119,9 @@ pub struct Prune {
     /// if one is missing (a later pruning cannot drop them silently).
     #[serde(default)]
     pub require_kernel_modules: Vec<String>,
+    /// Files (relative to /) that keep their setuid or setgid bit; every other file loses it.
+    #[serde(default)]
+    pub keep_setuid: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

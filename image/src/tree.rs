@@ -81,6 +81,27 @@ pub fn remove_glob(root: &Path, pattern: &str) -> Result<usize> {
     Ok(n)
 }
 
+/// Removes the setuid and setgid bits of every regular file below `root` except `keep`
+/// (paths relative to `root`); returns the files it changed, relative to `root`.
+pub fn strip_setuid(root: &Path, keep: &[String]) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut changed = Vec::new();
+    for p in walk(root).ctx(STEP, root)? {
+        let meta = std::fs::symlink_metadata(&p).ctx(STEP, &p)?;
+        let mode = meta.permissions().mode();
+        if !meta.is_file() || mode & 0o6000 == 0 {
+            continue;
+        }
+        let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
+        if keep.iter().any(|k| Path::new(k.trim_start_matches('/')) == rel) {
+            continue;
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & !0o6000)).ctx(STEP, &p)?;
+        changed.push(rel);
+    }
+    Ok(changed)
+}
+
 /// Mount points at or below `dir`, deepest first.
 pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -154,6 +175,24 @@ mod tests {
         let dir = scratch("glob [x] *");
         std::fs::write(dir.join("f1"), "").unwrap();
         assert_eq!(glob(&dir, "f*"), vec![dir.join("f1")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn setuid_bits_go_except_where_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("setuid");
+        std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
+        for (f, mode) in
+            [("usr/bin/sudo", 0o4755), ("usr/bin/passwd", 0o4755), ("usr/bin/chage", 0o2755), ("usr/bin/ls", 0o755)]
+        {
+            std::fs::write(dir.join(f), "").unwrap();
+            std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let changed = strip_setuid(&dir, &["usr/bin/sudo".into()]).unwrap();
+        assert_eq!(changed, vec![PathBuf::from("usr/bin/chage"), PathBuf::from("usr/bin/passwd")]);
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!((mode("usr/bin/sudo"), mode("usr/bin/passwd"), mode("usr/bin/chage")), (0o4755, 0o755, 0o755));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -2,10 +2,15 @@
 //! `/usr/lib/lightwhale/modules/<module>/init.ron`. All modules' files are merged in module
 //! name order, so a module adds services, directories or kernel modules without code.
 
+use crate::seccomp;
+use nix::sys::signal::Signal;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const CONFIG_DIR: &str = "/usr/lib/lightwhale/modules";
+/// A module's seccomp profiles, next to its init.ron.
+pub const SECCOMP_DIR: &str = "seccomp";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -15,17 +20,27 @@ pub enum ConfigError {
     Parse { path: PathBuf, source: Box<ron::error::SpannedError> },
     #[error("{path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Seccomp(#[from] seccomp::SeccompError),
 }
 
 /// One module's `init.ron`. Every section is optional.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+struct RawModuleConfig {
+    #[serde(default)]
+    filesystems: Filesystems,
+    #[serde(default)]
+    kernel_modules: KernelModules,
+    #[serde(default)]
+    services: Vec<ServiceSpec>,
+}
+
+/// One module's checked configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModuleConfig {
-    #[serde(default)]
     pub filesystems: Filesystems,
-    #[serde(default)]
     pub kernel_modules: KernelModules,
-    #[serde(default)]
     pub services: Vec<Service>,
 }
 
@@ -35,6 +50,8 @@ pub struct InitConfig {
     pub filesystems: Filesystems,
     pub kernel_modules: KernelModules,
     pub services: Vec<Service>,
+    /// Every module's seccomp profiles, by name.
+    pub seccomp: BTreeMap<String, seccomp::Named>,
 }
 
 /// Which directories are persisted, which are writable in RAM.
@@ -100,33 +117,122 @@ pub enum Output {
     Null,
 }
 
+/// A service as written in `init.ron`; `parse_module` checks it and turns it into a
+/// `Service`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+struct ServiceSpec {
+    name: String,
+    exec: Vec<String>,
+    #[serde(default)]
+    setup: Vec<Vec<String>>,
+    #[serde(default)]
+    wait_for: Vec<Condition>,
+    #[serde(default)]
+    restart: Restart,
+    #[serde(default)]
+    output: Output,
+    #[serde(default = "default_stop_signal")]
+    stop_signal: String,
+    #[serde(default = "default_stop_timeout")]
+    stop_timeout_secs: u64,
+    #[serde(default)]
+    only_if_exists: Option<String>,
+    #[serde(default)]
+    env: Vec<(String, String)>,
+    /// Required: every service says what it may do, so no service is root with every
+    /// capability by omission.
+    sandbox: SandboxSpec,
+}
+
+/// The capability bounding set of a service, by name (`CAP_NET_ADMIN`, as in
+/// capabilities(7)).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub enum CapsSpec {
+    /// Every capability: say why in a comment next to it.
+    All,
+    Only(Vec<String>),
+    AllExcept(Vec<String>),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LandlockSpec {
+    #[serde(default)]
+    pub read_only: Vec<String>,
+    #[serde(default)]
+    pub read_write: Vec<String>,
+}
+
+/// A service's sandbox as written in `init.ron` (applied in this order; see sandbox.rs).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct SandboxSpec {
+    capabilities: CapsSpec,
+    /// Kept across exec by a service that runs as `user` (must be in the bounding set).
+    #[serde(default)]
+    ambient: Vec<String>,
+    #[serde(default)]
+    user: Option<String>,
+    /// The user's primary group when not given.
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    no_new_privs: bool,
+    /// Without it the service sees the whole filesystem (with its own permissions).
+    #[serde(default)]
+    landlock: Option<LandlockSpec>,
+    /// The name of a profile in some module's `seccomp/` directory.
+    #[serde(default)]
+    seccomp: Option<String>,
+}
+
+/// A checked service sandbox. Capability sets are bitmasks (bit n = capability n), which
+/// is also how `/proc/<pid>/status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSandbox {
+    /// `None`: the bounding set is left as the init's (every capability).
+    pub bounding: Option<u64>,
+    pub ambient: u64,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub no_new_privs: bool,
+    pub landlock: Option<LandlockSpec>,
+    pub seccomp: Option<String>,
+}
+
+impl ServiceSandbox {
+    /// The CapBnd a process of this service shows, on a kernel whose last capability is
+    /// `last_cap`.
+    pub fn expected_cap_bnd(&self, last_cap: u8) -> u64 {
+        let all = if last_cap >= 63 { u64::MAX } else { (1u64 << (last_cap + 1)) - 1 };
+        self.bounding.unwrap_or(u64::MAX) & all
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
     /// argv; the program path is absolute.
     pub exec: Vec<String>,
-    /// Commands run (in order) before each start, e.g. creating runtime directories.
-    #[serde(default)]
+    /// Commands run (in order) before each start, e.g. creating runtime directories. They
+    /// come from the image's configuration and run before (outside) the service's sandbox,
+    /// so they can make the directories its Landlock rules name.
     pub setup: Vec<Vec<String>>,
-    #[serde(default)]
     pub wait_for: Vec<Condition>,
-    #[serde(default)]
     pub restart: Restart,
-    #[serde(default)]
     pub output: Output,
     /// Signal that asks the service to stop (default SIGTERM; gettys need SIGHUP, which
     /// login passes on to the shell, because an interactive bash ignores SIGTERM).
-    #[serde(default = "default_stop_signal")]
-    pub stop_signal: String,
+    pub stop_signal: Signal,
     /// Then SIGKILL after this long at shutdown.
-    #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: u64,
     /// Start only when this path exists (e.g. Wi-Fi configured).
-    #[serde(default)]
     pub only_if_exists: Option<String>,
-    #[serde(default)]
     pub env: Vec<(String, String)>,
+    pub sandbox: ServiceSandbox,
+    /// The init.ron it came from, for messages.
+    pub source: PathBuf,
 }
 
 fn default_stop_signal() -> String {
@@ -137,10 +243,86 @@ fn default_stop_timeout() -> u64 {
     10
 }
 
+/// Pure: a list of capability names as a bitmask; the first unknown name is the error.
+pub fn cap_mask(names: &[String]) -> Result<u64, String> {
+    let mut mask = 0u64;
+    for n in names {
+        let cap: caps::Capability = n
+            .parse()
+            .map_err(|_| format!("unknown capability {n:?} (names as in capabilities(7), e.g. \"CAP_NET_ADMIN\")"))?;
+        mask |= cap.bitmask();
+    }
+    Ok(mask)
+}
+
+fn check_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') || p.contains("..") {
+        return Err(format!("{p:?} must be an absolute path without .."));
+    }
+    Ok(())
+}
+
+fn check_sandbox(spec: SandboxSpec) -> Result<ServiceSandbox, String> {
+    let bounding = match &spec.capabilities {
+        CapsSpec::All => None,
+        CapsSpec::Only(names) => Some(cap_mask(names)?),
+        CapsSpec::AllExcept(names) => Some(!cap_mask(names)?),
+    };
+    let ambient = cap_mask(&spec.ambient)?;
+    if ambient & !bounding.unwrap_or(u64::MAX) != 0 {
+        return Err("ambient capabilities must also be in the bounding set".into());
+    }
+    if spec.group.is_some() && spec.user.is_none() {
+        return Err("group needs user".into());
+    }
+    if spec.seccomp.is_some() && spec.user.is_some() && !spec.no_new_privs {
+        return Err("a seccomp profile for a service that runs as a user needs no_new_privs: true".into());
+    }
+    for p in spec.landlock.iter().flat_map(|l| l.read_only.iter().chain(&l.read_write)) {
+        check_path(p)?;
+    }
+    Ok(ServiceSandbox {
+        bounding,
+        ambient,
+        user: spec.user,
+        group: spec.group,
+        no_new_privs: spec.no_new_privs,
+        landlock: spec.landlock,
+        seccomp: spec.seccomp,
+    })
+}
+
+fn check_service(s: ServiceSpec, path: &Path) -> Result<Service, ConfigError> {
+    let invalid =
+        |problem: String| ConfigError::Invalid { path: path.into(), problem: format!("service {}: {problem}", s.name) };
+    if s.exec.first().is_none_or(|p| !p.starts_with('/')) {
+        return Err(invalid("exec must start with an absolute program path".into()));
+    }
+    let stop_signal: Signal = s
+        .stop_signal
+        .parse()
+        .map_err(|_| invalid(format!("stop_signal {:?} is not a signal name like \"SIGTERM\"", s.stop_signal)))?;
+    let sandbox = check_sandbox(s.sandbox.clone()).map_err(|p| invalid(format!("sandbox: {p}")))?;
+    Ok(Service {
+        name: s.name,
+        exec: s.exec,
+        setup: s.setup,
+        wait_for: s.wait_for,
+        restart: s.restart,
+        output: s.output,
+        stop_signal,
+        stop_timeout_secs: s.stop_timeout_secs,
+        only_if_exists: s.only_if_exists,
+        env: s.env,
+        sandbox,
+        source: path.into(),
+    })
+}
+
 pub fn parse_module(text: &str, path: &Path) -> Result<ModuleConfig, ConfigError> {
-    let cfg: ModuleConfig =
+    let raw: RawModuleConfig =
         ron::from_str(text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })?;
-    let fs = &cfg.filesystems;
+    let fs = &raw.filesystems;
     for d in fs.persisted.iter().chain(&fs.volatile).chain(&fs.tmpfs) {
         if !d.starts_with('/') || d == "/" || d.contains("..") || d.ends_with('/') {
             return Err(ConfigError::Invalid {
@@ -149,37 +331,24 @@ pub fn parse_module(text: &str, path: &Path) -> Result<ModuleConfig, ConfigError
             });
         }
     }
-    for s in &cfg.services {
-        if s.exec.first().is_none_or(|p| !p.starts_with('/')) {
-            return Err(ConfigError::Invalid {
-                path: path.into(),
-                problem: format!("service {}: exec must start with an absolute program path", s.name),
-            });
-        }
-        if s.stop_signal.parse::<nix::sys::signal::Signal>().is_err() {
-            return Err(ConfigError::Invalid {
-                path: path.into(),
-                problem: format!(
-                    "service {}: stop_signal {:?} is not a signal name like \"SIGTERM\"",
-                    s.name, s.stop_signal
-                ),
-            });
-        }
-    }
-    Ok(cfg)
+    let services = raw.services.into_iter().map(|s| check_service(s, path)).collect::<Result<Vec<_>, _>>()?;
+    Ok(ModuleConfig { filesystems: raw.filesystems, kernel_modules: raw.kernel_modules, services })
 }
 
 /// Reads `<dir>/<module>/init.ron` for every module, in module name order, and merges them.
 pub fn load(dir: &Path) -> Result<InitConfig, ConfigError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut modules: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| ConfigError::Read { path: dir.into(), source })?
         .flatten()
-        .map(|e| e.path().join("init.ron"))
-        .filter(|p| p.exists())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
         .collect();
-    files.sort();
+    modules.sort();
     let mut all = InitConfig::default();
-    for p in files {
+    for m in &modules {
+        seccomp::load_dir(&m.join(SECCOMP_DIR), &mut all.seccomp)?;
+    }
+    for p in modules.iter().map(|m| m.join("init.ron")).filter(|p| p.exists()) {
         let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
         let m = parse_module(&text, &p)?;
         all.filesystems.persisted.extend(m.filesystems.persisted);
@@ -191,10 +360,27 @@ pub fn load(dir: &Path) -> Result<InitConfig, ConfigError> {
             if all.services.iter().any(|x| x.name == s.name) {
                 return Err(ConfigError::Invalid { path: p, problem: format!("service {} is defined twice", s.name) });
             }
+            check_profile_exists(&s, &all.seccomp)?;
             all.services.push(s);
         }
     }
     Ok(all)
+}
+
+/// A profile name that matches no file is an error now, never a service that silently
+/// runs without its filter.
+fn check_profile_exists(s: &Service, profiles: &BTreeMap<String, seccomp::Named>) -> Result<(), ConfigError> {
+    match &s.sandbox.seccomp {
+        Some(name) if !profiles.contains_key(name) => Err(ConfigError::Invalid {
+            path: s.source.clone(),
+            problem: format!(
+                "service {}: seccomp profile {name:?} does not exist (known: {}; a profile is a file seccomp/<name>.ron in a module)",
+                s.name,
+                profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -235,19 +421,98 @@ mod tests {
         assert!(fs("persisted: [\"/etc\"]").is_ok());
     }
 
+    const SB: &str = "sandbox: (capabilities: All)";
+
     #[test]
     fn service_defaults_and_bad_exec() {
         let p = Path::new("s.ron");
-        let svc = |inner: &str| parse_module(&format!("(services: [({inner})])"), p);
+        let svc = |inner: &str| parse_module(&format!("(services: [({inner}, {SB})])"), p);
         let s = svc("name: \"x\", exec: [\"/bin/x\"]").unwrap().services;
         assert_eq!(s[0].restart, Restart::Always);
         assert_eq!(s[0].stop_timeout_secs, 10);
+        assert_eq!(s[0].stop_signal, Signal::SIGTERM);
         assert!(svc("name: \"x\", exec: [\"x\"]").is_err());
         assert!(svc("name: \"x\", exec: []").is_err());
-        assert!(svc("name: \"x\", exec: [\"/bin/x\"], stop_signal: \"SIGNOPE\"").is_err());
+        let e = svc("name: \"x\", exec: [\"/bin/x\"], stop_signal: \"SIGNOPE\"").unwrap_err().to_string();
+        assert!(e.contains("s.ron") && e.contains("service x") && e.contains("SIGNOPE"), "{e}");
         assert_eq!(
             svc("name: \"x\", exec: [\"/bin/x\"], stop_signal: \"SIGHUP\"").unwrap().services[0].stop_signal,
-            "SIGHUP"
+            Signal::SIGHUP
         );
+    }
+
+    #[test]
+    fn a_service_without_a_sandbox_is_an_error() {
+        let e = parse_module("(services: [(name: \"x\", exec: [\"/bin/x\"])])", Path::new("s.ron")).unwrap_err();
+        assert!(e.to_string().contains("sandbox"), "{e}");
+    }
+
+    #[test]
+    fn capabilities_by_name_and_unknown_names_are_errors() {
+        let p = Path::new("/m/net/init.ron");
+        let sb = |inner: &str| {
+            parse_module(&format!("(services: [(name: \"d\", exec: [\"/bin/d\"], sandbox: ({inner}))])"), p)
+                .map(|m| m.services[0].sandbox.clone())
+        };
+        let s = sb("capabilities: Only([\"CAP_NET_ADMIN\", \"CAP_NET_RAW\"])").unwrap();
+        assert_eq!(s.bounding, Some((1 << 12) | (1 << 13)));
+        assert_eq!(s.expected_cap_bnd(40), 0x3000);
+        let s = sb("capabilities: AllExcept([\"CAP_BPF\"])").unwrap();
+        assert_eq!(s.expected_cap_bnd(40), 0x1ff_ffff_ffff & !(1 << 39));
+        assert_eq!(sb("capabilities: All").unwrap().expected_cap_bnd(40), 0x1ff_ffff_ffff);
+        let e = sb("capabilities: Only([\"CAP_NET_ADMN\"])").unwrap_err().to_string();
+        assert!(e.contains("/m/net/init.ron") && e.contains("service d") && e.contains("CAP_NET_ADMN"), "{e}");
+        assert!(sb("capabilities: Only([]), ambient: [\"CAP_NET_RAW\"]").is_err(), "ambient outside bounding");
+        assert!(sb("capabilities: All, group: Some(\"x\")").is_err());
+        assert!(
+            sb("capabilities: All, user: Some(\"ntp\"), seccomp: Some(\"x\")").is_err(),
+            "seccomp as a user needs nnp"
+        );
+        assert!(sb("capabilities: All, landlock: Some((read_only: [\"etc\"]))").is_err());
+        assert!(sb("capabilities: All, sekcomp: Some(\"x\")").is_err());
+    }
+
+    #[test]
+    fn unknown_seccomp_profile_is_an_error_naming_file_and_service() {
+        let dir = std::env::temp_dir().join(format!("lw-config-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/seccomp")).unwrap();
+        std::fs::write(dir.join("a/seccomp/tight.ron"), "AllowOnly(syscalls: [\"read\"])").unwrap();
+        std::fs::write(
+            dir.join("a/init.ron"),
+            "(services: [(name: \"d\", exec: [\"/bin/d\"], sandbox: (capabilities: All, seccomp: Some(\"tihgt\")))])",
+        )
+        .unwrap();
+        let e = load(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("a/init.ron") && e.contains("service d") && e.contains("tihgt") && e.contains("tight"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.join("a/init.ron"),
+            "(services: [(name: \"d\", exec: [\"/bin/d\"], sandbox: (capabilities: All, seccomp: Some(\"tight\")))])",
+        )
+        .unwrap();
+        assert_eq!(load(&dir).unwrap().services[0].sandbox.seccomp.as_deref(), Some("tight"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_shipped_service_has_a_reasoned_sandbox() {
+        let cfg = load(&modules_dir()).unwrap();
+        let get = |n: &str| cfg.services.iter().find(|s| s.name == n).unwrap().sandbox.clone();
+        let dhcpcd = get("dhcpcd");
+        assert!(dhcpcd.no_new_privs && dhcpcd.landlock.is_some() && dhcpcd.seccomp.as_deref() == Some("dhcpcd"));
+        assert!(dhcpcd.bounding.is_some_and(|b| b & (1 << 21) == 0), "dhcpcd must not keep CAP_SYS_ADMIN");
+        let chronyd = get("chronyd");
+        assert!(chronyd.no_new_privs && chronyd.landlock.is_some() && chronyd.seccomp.as_deref() == Some("chronyd"));
+        assert!(chronyd.bounding.is_some_and(|b| b & (1 << 21) == 0), "chronyd must not keep CAP_SYS_ADMIN");
+        for n in ["sshd", "getty-ttyS0", "getty-tty1"] {
+            let s = get(n);
+            assert_eq!(s.seccomp.as_deref(), Some("admin"), "{n}");
+            // sudo is setuid: no_new_privs would make it useless.
+            assert!(!s.no_new_privs, "{n}");
+            assert!(s.bounding.is_some_and(|b| b & (1 << 39) == 0), "{n} keeps CAP_BPF");
+        }
     }
 }

@@ -31,6 +31,8 @@ pub struct Early {
     pub config: InitConfig,
     pub loader: kmod::Loader,
     pub persistence: Persistence,
+    /// The image's own /etc/shadow, read before the overlays hide it (password.rs).
+    pub image_shadow: String,
 }
 
 fn load_filesystem_modules(loader: &kmod::Loader, names: &[String]) {
@@ -108,6 +110,7 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
         log::warn!("writing {}: {e}", crate::facts::PERSISTENCE);
     }
 
+    let image_shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
     let step = logger::Step::start("overlays mounted");
     let data = Path::new(persist::MOUNT_POINT);
     mounts::mkdir_p(&layout::docker_root(data))?;
@@ -135,7 +138,7 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
         }
         Err(e) => log::warn!("logs: could not put the logs on the persistence disk: {e}; they stay in RAM"),
     }
-    Ok(Early { config, loader, persistence })
+    Ok(Early { config, loader, persistence, image_shadow })
 }
 
 fn persistence(opts: &Options) -> Result<Persistence, EarlyError> {
@@ -238,11 +241,28 @@ fn fs_uuid(dev: &Path) -> String {
     persist::ext4::parse(&head).map(|sb| sb.uuid_string()).unwrap_or_else(|| "unknown".into())
 }
 
-fn scan_sandboxed() -> Result<Vec<persist::DeviceReport>, sandbox::SandboxError> {
-    let policy = sandbox::Policy { read_only: &["/dev", "/sys"] };
-    sandbox::run("device scan", &policy, Duration::from_secs(30), || {
-        scan::scan_all(Path::new("/sys/class/block"), Path::new("/dev")).map_err(|e| e.to_string())
+/// The scan in its sandbox, then the answer checked: every device name must be one PID 1
+/// itself sees in /sys/class/block, because the names are joined onto /dev and acted on.
+fn scan_sandboxed() -> Result<Vec<persist::DeviceReport>, ScanFailed> {
+    let sandbox = sandbox::probe_sandbox(&["/dev", "/sys"]).map_err(|e| ScanFailed(e.to_string()))?;
+    let sys = Path::new("/sys/class/block");
+    let reports = sandbox::run("device scan", &sandbox, Duration::from_secs(30), || {
+        scan::scan_all(sys, Path::new("/dev")).map_err(|e| e.to_string())
     })
+    .map_err(|e| ScanFailed(e.to_string()))?;
+    let known = scan::list(sys).map_err(|e| ScanFailed(e.to_string()))?;
+    let known: Vec<String> = known.into_iter().map(|d| d.name).collect();
+    scan::validate(&reports, &known).map_err(|e| ScanFailed(format!("the device scan's answer was rejected: {e}")))?;
+    Ok(reports)
+}
+
+#[derive(Debug)]
+struct ScanFailed(String);
+
+impl std::fmt::Display for ScanFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 fn describe(r: &persist::DeviceReport) -> String {

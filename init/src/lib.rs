@@ -19,14 +19,33 @@ pub mod loopdev;
 pub mod mountinfo;
 pub mod mounts;
 pub mod net;
+pub mod password;
 pub mod persist;
 pub mod power;
 pub mod release;
 pub mod sandbox;
+pub mod seccomp;
 pub mod stage1;
 pub mod stage2;
 pub mod supervisor;
 pub mod sysctl;
+
+/// PID 1 is built with `panic = "abort"`, and an aborting PID 1 is a kernel panic that
+/// scrolls every message away. This hook logs the panic and then stops like `fatal`,
+/// so the machine stays up with the reason on the console. (A panic in the probe's
+/// child replaces this hook with a plain exit; see sandbox.rs.)
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        fatal(&format!("internal error: the init panicked{at}: {msg}. Please report this."))
+    }));
+}
 
 /// Stops the boot with a message the user can act on. PID 1 must not exit (the kernel
 /// would panic and the message would scroll away), so it waits for Ctrl-Alt-Del, which

@@ -14,6 +14,7 @@ fn main() {
         eprintln!("Use `reboot`, `poweroff` or `halt` to control a running system.");
         std::process::exit(2);
     }
+    lightwhale_init::install_panic_hook();
     let opts = match stage1::run() {
         Ok(o) => o,
         Err(e) => fatal(&e.to_string()),
@@ -22,5 +23,5 @@ fn main() {
         Ok(e) => e,
         Err(e) => fatal(&format!("early boot: {e}")),
     };
-    stage2::run(early)
+    stage2::run(early, &opts)
 }

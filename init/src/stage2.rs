@@ -9,7 +9,7 @@ use nix::mount::MsFlags;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 use std::path::Path;
 
-pub fn run(early: Early) -> ! {
+pub fn run(early: Early, opts: &crate::cmdline::Options) -> ! {
     let step = logger::Step::start("system set up");
     set_clock_forward();
     let machine_id = ensure_machine_id();
@@ -22,6 +22,14 @@ pub fn run(early: Early) -> ! {
         ("devpts", "/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("gid=5,mode=620,ptmxmode=666")),
         ("tmpfs", "/dev/shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777")),
         ("mqueue", "/dev/mqueue", "mqueue", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None),
+        // AppArmor's interface: dockerd loads docker-default through it.
+        (
+            "securityfs",
+            "/sys/kernel/security",
+            "securityfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None,
+        ),
         (
             "cgroup2",
             "/sys/fs/cgroup",
@@ -45,7 +53,8 @@ pub fn run(early: Early) -> ! {
     // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate hard reboot.
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
-    let mut sup = match Supervisor::new(early.config.services) {
+    let notices = crate::password::Notices::new(&early.image_shadow);
+    let mut sup = match Supervisor::new(early.config.services, &early.config.seccomp, opts.seccomp, notices) {
         Ok(s) => s,
         Err(e) => crate::fatal(&format!("cannot set up the service supervisor: {e}")),
     };

@@ -3,11 +3,14 @@
 //! turns signals and the power button into power requests.
 
 use crate::config::{Condition, Output, Restart, Service};
+use crate::sandbox::{self, Sandbox};
+use crate::seccomp::{self, Compiled};
 use crate::{input, net};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -38,11 +41,14 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
 }
 
+/// How often the default-password notices are checked against /etc/shadow.
+const NOTICE_EVERY: Duration = Duration::from_secs(30);
+
 /// A service that ran at least this long before exiting is restarted without penalty.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
-#[derive(Debug)]
-enum State {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
     Disabled,
     Waiting { since: Instant },
     Setup { step: usize, pid: Pid },
@@ -51,8 +57,71 @@ enum State {
     Done,
 }
 
+/// Pure: a unit in backoff waits for its conditions again once the delay is over.
+pub fn tick(state: State, now: Instant) -> State {
+    match state {
+        State::Backoff { until } if now >= until => State::Waiting { since: now },
+        s => s,
+    }
+}
+
+/// What runs at `step` of a start: the setup commands in order, then the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Setup(usize),
+    Main,
+}
+
+/// Pure: step `step` of a service with `setup_len` setup commands.
+pub fn step_at(setup_len: usize, step: usize) -> Step {
+    if step < setup_len {
+        Step::Setup(step)
+    } else {
+        Step::Main
+    }
+}
+
+/// Pure: what an exit of the unit's process means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// A setup command succeeded: go on with this step.
+    Next(usize),
+    /// A setup command failed.
+    SetupFailed(usize),
+    /// The service itself ended; `healthy` if it ran long enough to reset the backoff.
+    Ended { healthy: bool },
+    /// Not the unit's current process.
+    NotOurs,
+}
+
+pub fn on_exit(state: State, pid: Pid, success: bool, now: Instant) -> Exit {
+    match state {
+        State::Setup { step, pid: p } if p == pid => {
+            if success {
+                Exit::Next(step + 1)
+            } else {
+                Exit::SetupFailed(step)
+            }
+        }
+        State::Running { pid: p, since } if p == pid => {
+            Exit::Ended { healthy: now.saturating_duration_since(since) >= HEALTHY_RUN }
+        }
+        _ => Exit::NotOurs,
+    }
+}
+
+/// Pure: the state and failure count after a failed start or an exit.
+pub fn after_failure(restart: Restart, failures: u32, now: Instant) -> (State, u32) {
+    match restart {
+        Restart::Never => (State::Done, failures),
+        Restart::Always => (State::Backoff { until: now + backoff(failures) }, failures + 1),
+    }
+}
+
 struct Unit {
     svc: Service,
+    /// The service's compiled seccomp filters (compiled once, at start-up).
+    seccomp: Option<Compiled>,
     state: State,
     failures: u32,
     started_once: bool,
@@ -62,6 +131,8 @@ struct Unit {
 
 pub struct Supervisor {
     units: Vec<Unit>,
+    notices: crate::password::Notices,
+    notices_checked: Option<Instant>,
     signals: SignalFd,
     buttons: Vec<File>,
 }
@@ -83,12 +154,25 @@ pub fn handled_signals() -> SigSet {
 }
 
 impl Supervisor {
-    /// Signals must already be blocked (see `handled_signals`).
-    pub fn new(services: Vec<Service>) -> nix::Result<Supervisor> {
+    /// Signals must already be blocked (see `handled_signals`). `profiles` are the
+    /// configuration's seccomp profiles; `mode` comes from `lightwhale.seccomp`.
+    pub fn new(
+        services: Vec<Service>,
+        profiles: &BTreeMap<String, seccomp::Named>,
+        mode: seccomp::Mode,
+        notices: crate::password::Notices,
+    ) -> nix::Result<Supervisor> {
         let signals = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         let buttons = input::open_power_buttons(Path::new("/sys/class/input"), Path::new("/dev/input"));
         if buttons.is_empty() {
             log::debug!("no ACPI power button found");
+        }
+        match sandbox::landlock_abi() {
+            0 => log::warn!("this kernel has no Landlock: services run without their Landlock rules"),
+            v => log::debug!("Landlock ABI {v}"),
+        }
+        if mode == seccomp::Mode::Log {
+            log::warn!("lightwhale.seccomp=log: syscalls outside a service's allow-list are logged, not denied");
         }
         let now = Instant::now();
         let units = services
@@ -98,16 +182,29 @@ impl Supervisor {
                 if !enabled {
                     log::info!("service {}: not configured, not started", svc.name);
                 }
+                // The configuration was checked at load time: the profile exists and compiles.
+                let seccomp = svc.sandbox.seccomp.as_ref().and_then(|name| {
+                    let compiled = profiles.get(name).map(|p| seccomp::compile(p, mode));
+                    match compiled {
+                        Some(Ok(c)) => Some(c),
+                        other => {
+                            log::error!("service {}: seccomp profile {name}: {other:?}; not started", svc.name);
+                            None
+                        }
+                    }
+                });
+                let broken = svc.sandbox.seccomp.is_some() && seccomp.is_none();
                 Unit {
-                    state: if enabled { State::Waiting { since: now } } else { State::Disabled },
+                    state: if enabled && !broken { State::Waiting { since: now } } else { State::Disabled },
                     svc,
+                    seccomp,
                     failures: 0,
                     started_once: false,
                     first_start: None,
                 }
             })
             .collect();
-        Ok(Supervisor { units, signals, buttons })
+        Ok(Supervisor { units, notices, notices_checked: None, signals, buttons })
     }
 
     /// Supervises until a power request arrives.
@@ -123,12 +220,13 @@ impl Supervisor {
 
     fn advance(&mut self) {
         let now = Instant::now();
+        if self.notices_checked.is_none_or(|t| now.saturating_duration_since(t) >= NOTICE_EVERY) {
+            self.notices.refresh();
+            self.notices_checked = Some(now);
+        }
         for i in 0..self.units.len() {
             let unit = &mut self.units[i];
-            match unit.state {
-                State::Backoff { until } if now >= until => unit.state = State::Waiting { since: now },
-                _ => {}
-            }
+            unit.state = tick(unit.state, now);
             if let State::Waiting { since } = unit.state {
                 if conditions_met(&unit.svc, since) {
                     self.begin(i, 0);
@@ -143,19 +241,32 @@ impl Supervisor {
         let unit = &mut self.units[i];
         unit.first_start.get_or_insert(started_before);
         let name = unit.svc.name.clone();
-        let (argv, is_setup) = match unit.svc.setup.get(step) {
-            Some(cmd) => (cmd.clone(), true),
-            None => (unit.svc.exec.clone(), false),
+        let (argv, sandbox) = match step_at(unit.svc.setup.len(), step) {
+            // Setup commands come from the image's configuration, not from the daemon:
+            // they run before the sandbox (creating the directories its rules name).
+            Step::Setup(k) => (unit.svc.setup[k].clone(), None),
+            Step::Main => match service_sandbox(&unit.svc, unit.seccomp.as_ref()) {
+                Ok(sb) => (unit.svc.exec.clone(), Some(sb)),
+                Err(e) => {
+                    log::error!("service {name}: {e}");
+                    self.failed(i);
+                    return;
+                }
+            },
         };
-        match spawn(&name, &argv, unit.svc.output, &unit.svc.env) {
-            Ok(pid) if is_setup => unit.state = State::Setup { step, pid },
+        match spawn(&name, &argv, unit.svc.output, &unit.svc.env, sandbox) {
+            Ok(pid) if step < unit.svc.setup.len() => unit.state = State::Setup { step, pid },
             Ok(pid) => {
-                log::info!("service {name}: started (pid {pid}){}", if unit.started_once { " again" } else { "" });
+                if unit.started_once {
+                    log::info!("service {name}: started again (pid {pid})");
+                } else {
+                    log::info!("service {name}: started (pid {pid}; {})", describe_sandbox(&unit.svc));
+                }
                 unit.started_once = true;
                 unit.state = State::Running { pid, since: Instant::now() };
             }
             Err(e) => {
-                log::error!("service {name}: cannot start {}: {e}", argv[0]);
+                log::error!("service {name}: cannot start {}: {e}", argv.first().map(String::as_str).unwrap_or("?"));
                 self.failed(i);
             }
         }
@@ -163,14 +274,16 @@ impl Supervisor {
 
     fn failed(&mut self, i: usize) {
         let unit = &mut self.units[i];
-        if unit.svc.restart == Restart::Never {
-            unit.state = State::Done;
-            return;
+        let (state, failures) = after_failure(unit.svc.restart, unit.failures, Instant::now());
+        if let State::Backoff { until } = state {
+            log::info!(
+                "service {}: restarting in {} s",
+                unit.svc.name,
+                until.saturating_duration_since(Instant::now()).as_secs_f64().round()
+            );
         }
-        let delay = backoff(unit.failures);
-        unit.failures += 1;
-        log::info!("service {}: restarting in {} s", unit.svc.name, delay.as_secs());
-        unit.state = State::Backoff { until: Instant::now() + delay };
+        unit.state = state;
+        unit.failures = failures;
     }
 
     fn next_timeout(&self) -> Option<Duration> {
@@ -182,6 +295,7 @@ impl Supervisor {
                 State::Backoff { until } => Some(until.saturating_duration_since(now)),
                 _ => None,
             })
+            .chain([NOTICE_EVERY])
             .min()
     }
 
@@ -234,40 +348,42 @@ impl Supervisor {
                 Ok(s) => s,
             };
             let Some(pid) = status.pid() else { continue };
-            let ok = matches!(status, WaitStatus::Exited(_, 0));
-            let Some(i) = self.units.iter().position(|u| match u.state {
-                State::Setup { pid: p, .. } | State::Running { pid: p, .. } => p == pid,
-                _ => false,
-            }) else {
+            let success = matches!(status, WaitStatus::Exited(_, 0));
+            let now = Instant::now();
+            let Some((i, exit)) = self
+                .units
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (i, on_exit(u.state, pid, success, now)))
+                .find(|(_, e)| *e != Exit::NotOurs)
+            else {
                 continue;
             };
-            match self.units[i].state {
-                State::Setup { step, .. } => {
-                    if ok {
-                        self.begin(i, step + 1);
-                    } else {
-                        log::error!(
-                            "service {}: setup command {:?} failed: {status:?}",
-                            self.units[i].svc.name,
-                            self.units[i].svc.setup[step]
-                        );
-                        self.failed(i);
-                    }
-                }
-                State::Running { since, .. } => {
-                    let ran = since.elapsed();
-                    log::info!(
-                        "service {}: exited after {:.1} s: {}",
-                        self.units[i].svc.name,
-                        ran.as_secs_f64(),
+            let name = self.units[i].svc.name.clone();
+            match exit {
+                Exit::Next(step) => self.begin(i, step),
+                Exit::SetupFailed(step) => {
+                    log::error!(
+                        "service {name}: setup command {:?} failed: {}",
+                        self.units[i].svc.setup[step],
                         describe(&status)
                     );
-                    if ran >= HEALTHY_RUN {
+                    self.failed(i);
+                }
+                Exit::Ended { healthy } => {
+                    if let State::Running { since, .. } = self.units[i].state {
+                        log::info!(
+                            "service {name}: exited after {:.1} s: {}",
+                            now.saturating_duration_since(since).as_secs_f64(),
+                            describe(&status)
+                        );
+                    }
+                    if healthy {
                         self.units[i].failures = 0;
                     }
                     self.failed(i);
                 }
-                _ => {}
+                Exit::NotOurs => {}
             }
         }
     }
@@ -283,7 +399,7 @@ impl Supervisor {
             };
             let name = self.units[i].svc.name.clone();
             let timeout = Duration::from_secs(self.units[i].svc.stop_timeout_secs);
-            let sig = self.units[i].svc.stop_signal.parse().unwrap_or(Signal::SIGTERM);
+            let sig = self.units[i].svc.stop_signal;
             let start = Instant::now();
             log::info!("shutdown: stopping {name}");
             let _ = kill(pid, sig);
@@ -308,6 +424,29 @@ pub fn stop_order(first_start: &[Option<u64>]) -> Vec<usize> {
         first_start.iter().enumerate().filter_map(|(i, s)| s.map(|s| (s, i))).collect();
     started.sort_unstable_by(|a, b| b.cmp(a));
     started.into_iter().map(|(_, i)| i).collect()
+}
+
+/// One line for the console: what the service runs with.
+pub fn describe_sandbox(svc: &Service) -> String {
+    let sb = &svc.sandbox;
+    let mut parts = vec![match sb.bounding {
+        None => "all capabilities".to_string(),
+        Some(_) => format!("capabilities {:#x}", sb.expected_cap_bnd(sandbox::last_cap())),
+    }];
+    if let Some(u) = &sb.user {
+        parts.push(format!("user {u}"));
+    }
+    if sb.no_new_privs {
+        parts.push("no_new_privs".into());
+    }
+    if sb.landlock.is_some() {
+        parts.push("Landlock".into());
+    }
+    parts.push(match &sb.seccomp {
+        Some(p) => format!("seccomp {p}"),
+        None => "no seccomp".into(),
+    });
+    parts.join(", ")
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -335,7 +474,40 @@ fn conditions_met(svc: &Service, since: Instant) -> bool {
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn spawn(name: &str, argv: &[String], output: Output, env: &[(String, String)]) -> std::io::Result<Pid> {
+/// The service's sandbox, resolved now: its user from the /etc it will see.
+pub fn service_sandbox(svc: &Service, seccomp: Option<&Compiled>) -> Result<Sandbox, String> {
+    let sb = &svc.sandbox;
+    let user = match &sb.user {
+        Some(u) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("reading /etc/passwd: {e}"))?;
+            let group = std::fs::read_to_string("/etc/group").map_err(|e| format!("reading /etc/group: {e}"))?;
+            Some(sandbox::credentials(&passwd, &group, u, sb.group.as_deref())?)
+        }
+        None => None,
+    };
+    Ok(Sandbox {
+        bounding: sb.bounding,
+        drop_process_caps: false,
+        user,
+        ambient: sb.ambient,
+        no_new_privs: sb.no_new_privs,
+        landlock: sb.landlock.as_ref().map(|l| sandbox::Landlock {
+            read_only: l.read_only.iter().map(Into::into).collect(),
+            read_write: l.read_write.iter().map(Into::into).collect(),
+            deny_tcp: false,
+        }),
+        seccomp: seccomp.cloned(),
+    })
+}
+
+fn spawn(
+    name: &str,
+    argv: &[String],
+    output: Output,
+    env: &[(String, String)],
+    sandbox: Option<Sandbox>,
+) -> std::io::Result<Pid> {
+    let (program, args) = argv.split_first().ok_or_else(|| std::io::Error::other("empty command"))?;
     let (out, err) = match output {
         Output::Null => (Stdio::null(), Stdio::null()),
         Output::LogFile => {
@@ -344,8 +516,8 @@ fn spawn(name: &str, argv: &[String], output: Output, env: &[(String, String)]) 
             (Stdio::from(f.try_clone()?), Stdio::from(f))
         }
     };
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .env_clear()
         .env("PATH", PATH)
         .env("HOME", "/root")
@@ -356,11 +528,16 @@ fn spawn(name: &str, argv: &[String], output: Output, env: &[(String, String)]) 
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    // SAFETY: setsid is async-signal-safe; each service gets its own session so a
-    // getty can take a controlling terminal and signals to one do not hit the others.
+    // SAFETY: PID 1 is single-threaded when it spawns, so the child may allocate; setsid
+    // and the sandbox's prctl/capset/Landlock/seccomp calls are plain syscalls. Each
+    // service gets its own session so a getty can take a controlling terminal and
+    // signals to one do not hit the others; the sandbox goes on last, right before exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
+            if let Some(sb) = &sandbox {
+                sandbox::apply(sb).map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
             Ok(())
         });
     }
@@ -426,6 +603,49 @@ mod tests {
         // and started last; the unit that never started is not stopped.
         let first_start = [Some(0), Some(1), Some(4), Some(2), Some(3), None];
         assert_eq!(stop_order(&first_start), vec![2, 4, 3, 1, 0]);
+    }
+
+    #[test]
+    fn setup_steps_then_main() {
+        assert_eq!(step_at(2, 0), Step::Setup(0));
+        assert_eq!(step_at(2, 1), Step::Setup(1));
+        assert_eq!(step_at(2, 2), Step::Main);
+        assert_eq!(step_at(0, 0), Step::Main);
+    }
+
+    #[test]
+    fn exits_of_setup_and_service() {
+        let t0 = Instant::now();
+        let (p, other) = (Pid::from_raw(10), Pid::from_raw(11));
+        let setup = State::Setup { step: 0, pid: p };
+        assert_eq!(on_exit(setup, p, true, t0), Exit::Next(1));
+        assert_eq!(on_exit(setup, p, false, t0), Exit::SetupFailed(0));
+        assert_eq!(on_exit(setup, other, true, t0), Exit::NotOurs);
+        let running = State::Running { pid: p, since: t0 };
+        assert_eq!(on_exit(running, p, true, t0 + Duration::from_secs(1)), Exit::Ended { healthy: false });
+        assert_eq!(on_exit(running, p, false, t0 + HEALTHY_RUN), Exit::Ended { healthy: true });
+        for s in [State::Disabled, State::Done, State::Waiting { since: t0 }, State::Backoff { until: t0 }] {
+            assert_eq!(on_exit(s, p, true, t0), Exit::NotOurs);
+        }
+    }
+
+    #[test]
+    fn failures_back_off_or_stop() {
+        let t0 = Instant::now();
+        assert_eq!(after_failure(Restart::Never, 3, t0), (State::Done, 3));
+        assert_eq!(after_failure(Restart::Always, 0, t0), (State::Backoff { until: t0 + Duration::from_secs(1) }, 1));
+        assert_eq!(after_failure(Restart::Always, 3, t0), (State::Backoff { until: t0 + Duration::from_secs(8) }, 4));
+    }
+
+    #[test]
+    fn backoff_ends_in_waiting() {
+        let t0 = Instant::now();
+        let b = State::Backoff { until: t0 + Duration::from_secs(2) };
+        assert_eq!(tick(b, t0), b);
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(tick(b, later), State::Waiting { since: later });
+        let r = State::Running { pid: Pid::from_raw(1), since: t0 };
+        assert_eq!(tick(r, later), r);
     }
 
     #[test]

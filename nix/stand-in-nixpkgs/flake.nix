@@ -132,6 +132,7 @@
         containerd = pkg "containerd"; # pkgs/by-name/co/containerd/package.nix: bin/containerd, bin/containerd-shim-runc-v2
         runc = pkg "runc"; # pkgs/by-name/ru/runc/package.nix: bin/runc
         iptables = drv "iptables" { outputs = [ "out" "lib" "dev" "man" ]; }; # pkgs/os-specific/linux/iptables/default.nix: nftables variant (nftablesCompat ? true)
+        apparmor-parser = pkg "apparmor-parser"; # pkgs/by-name/ap/apparmor-parser/package.nix: sbin/apparmor_parser (dockerd runs it to load docker-default)
         dhcpcd = pkg "dhcpcd"; # pkgs/by-name/dh/dhcpcd/package.nix: bin/dhcpcd, reads /etc/dhcpcd.conf
         openssh = pkg "openssh"; # pkgs/tools/networking/openssh/default.nix: bin/sshd, etc/ssh/moduli
         chrony = pkg "chrony"; # pkgs/by-name/ch/chrony/package.nix: bin/chronyd, bin/chronyc (--sbindir=$out/bin)

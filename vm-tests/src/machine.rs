@@ -304,7 +304,8 @@ impl Machine {
         Ok(())
     }
 
-    /// Runs `cmd` in the logged-in shell (aliases included) with `pipefail`, returns its exit
+    /// Runs `cmd` in the logged-in shell (aliases included: a subshell of an interactive
+    /// shell does not expand them unless told to) with `pipefail`, returns its exit
     /// code and combined output. Output travels base64-encoded between unique markers, so
     /// console noise cannot corrupt it. The guest kills the command (its whole process
     /// group) when `timeout` runs out, so a hung command does not take the console with it;
@@ -314,7 +315,7 @@ impl Machine {
         let n = self.nonce;
         let secs = timeout.as_secs().max(1);
         let line = format!(
-            "( set -o pipefail; eval \"$(printf %s {} | base64 -d)\" ) </dev/null >/tmp/.lw-out 2>&1 & lwp=$!; \
+            "( shopt -s expand_aliases; set -o pipefail; eval \"$(printf %s {} | base64 -d)\" ) </dev/null >/tmp/.lw-out 2>&1 & lwp=$!; \
              ( sleep {secs}; kill -KILL -- -$lwp ) >/dev/null 2>&1 & lww=$!; \
              wait $lwp; lwrc=$?; kill $lww 2>/dev/null; wait $lww 2>/dev/null; \
              printf '@@LW%s:%s:' {n} $lwrc; base64 -w0 /tmp/.lw-out; printf ':WL@@\\n'\n",

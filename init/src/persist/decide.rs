@@ -92,10 +92,10 @@ pub fn decide(mode: PersistenceMode, devices: &[DeviceReport]) -> Decision {
 
     // A labelled partition on a disk that still has the header is a claim that was cut
     // short: it is claimed again, never mounted.
-    let mut labelled: Vec<&DeviceReport> = devices
+    let mut labelled: Vec<(&DeviceReport, &Superblock)> = devices
         .iter()
-        .filter(|d| d.ext4.as_ref().is_some_and(|s| s.label == LABEL))
-        .filter(|d| {
+        .filter_map(|d| d.ext4.as_ref().filter(|s| s.label == LABEL).map(|s| (d, s)))
+        .filter(|(d, _)| {
             if on_image(d) {
                 notes.push(format!("{}: labelled {LABEL} but on a boot image; ignored", d.name));
                 false
@@ -112,13 +112,12 @@ pub fn decide(mode: PersistenceMode, devices: &[DeviceReport]) -> Decision {
         .collect();
     // Deterministic and stable across reboots: the one mounted most recently (mounting it
     // makes it stay the most recent), then the lowest filesystem UUID.
-    labelled.sort_by(|a, b| {
-        let (sa, sb) = (a.ext4.as_ref().unwrap(), b.ext4.as_ref().unwrap());
+    labelled.sort_by(|(a, sa), (b, sb)| {
         sb.mount_time.cmp(&sa.mount_time).then(sa.uuid.cmp(&sb.uuid)).then(a.name.cmp(&b.name))
     });
 
-    if let Some(chosen) = labelled.first() {
-        for other in &labelled[1..] {
+    if let Some(&(chosen, sb)) = labelled.first() {
+        for (other, _) in labelled.iter().skip(1) {
             warnings.push(format!(
                 "{}: also labelled {LABEL}; using {} (mounted most recently). Relabel or remove the other one.",
                 other.name, chosen.name
@@ -130,13 +129,12 @@ pub fn decide(mode: PersistenceMode, devices: &[DeviceReport]) -> Decision {
                 d.name, chosen.name
             ));
         }
-        let sb = chosen.ext4.as_ref().unwrap();
         notes.push(format!("{}: persistence filesystem {}", chosen.name, sb.uuid_string()));
         return Decision { plan: Plan::Mount { device: chosen.name.clone(), fsck: sb.needs_fsck() }, notes, warnings };
     }
 
     if let Some(disk) = claimable.first() {
-        for other in &claimable[1..] {
+        for other in claimable.iter().skip(1) {
             warnings.push(format!(
                 "{}: also has the magic header; only {} is claimed on this boot. Remove the header from one of them.",
                 other.name, disk.name

@@ -169,9 +169,12 @@ pub struct Partition {
     pub name: String,
 }
 
-/// Parses the primary GPT from the first bytes of a disk; checks both CRCs.
+/// Parses the primary GPT from the first bytes of a disk; checks both CRCs. Every field is
+/// untrusted: an entry size under 128 bytes (the UEFI minimum), or an entry area that
+/// overflows or lies beyond `head`, is no table at all. (The property tests in
+/// init/tests/fuzz_parsers.rs found the overflow and the short entries.)
 pub fn parse_primary(head: &[u8], sector_size: usize) -> Option<Vec<Partition>> {
-    let h = head.get(sector_size..sector_size + HEADER_SIZE)?;
+    let h = head.get(sector_size..sector_size.checked_add(HEADER_SIZE)?)?;
     if &h[0..8] != b"EFI PART" {
         return None;
     }
@@ -181,25 +184,29 @@ pub fn parse_primary(head: &[u8], sector_size: usize) -> Option<Vec<Partition>> 
     if crc32(&hc) != stored {
         return None;
     }
-    let entries_lba = u64::from_le_bytes(h[72..80].try_into().ok()?) as usize;
+    let entries_lba = usize::try_from(u64::from_le_bytes(h[72..80].try_into().ok()?)).ok()?;
     let count = u32::from_le_bytes(h[80..84].try_into().ok()?) as usize;
     let size = u32::from_le_bytes(h[84..88].try_into().ok()?) as usize;
-    let start = entries_lba * sector_size;
-    let entries = head.get(start..start + count * size)?;
+    if size < ENTRY_SIZE as usize {
+        return None;
+    }
+    let start = entries_lba.checked_mul(sector_size)?;
+    let entries = head.get(start..start.checked_add(count.checked_mul(size)?)?)?;
     if crc32(entries) != u32::from_le_bytes(h[88..92].try_into().ok()?) {
         return None;
     }
+    let le64 = |b: &[u8]| b.try_into().map(u64::from_le_bytes).unwrap_or_default();
     Some(
         entries
-            .chunks(size)
+            .chunks_exact(size)
             .filter(|e| e[0..16] != [0u8; 16])
             .map(|e| {
                 let units: Vec<u16> =
                     e[56..128].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
                 Partition {
                     type_guid: e[0..16].try_into().unwrap_or_default(),
-                    first_lba: u64::from_le_bytes(e[32..40].try_into().unwrap_or_default()),
-                    last_lba: u64::from_le_bytes(e[40..48].try_into().unwrap_or_default()),
+                    first_lba: le64(&e[32..40]),
+                    last_lba: le64(&e[40..48]),
                     name: String::from_utf16_lossy(&units),
                 }
             })
@@ -273,6 +280,28 @@ mod tests {
         apply(&mut disk, &l);
         disk[1024 + 32] ^= 1;
         assert!(parse_primary(&disk, 512).is_none());
+    }
+
+    #[test]
+    fn hostile_headers_found_by_the_property_tests_are_rejected() {
+        // Checksummed headers whose entry area overflows, or whose entries are too short.
+        let mut h = vec![0u8; 1024];
+        h[512..520].copy_from_slice(b"EFI PART");
+        let set = |h: &mut Vec<u8>, lba: u64, count: u32, size: u32| {
+            h[512 + 72..512 + 80].copy_from_slice(&lba.to_le_bytes());
+            h[512 + 80..512 + 84].copy_from_slice(&count.to_le_bytes());
+            h[512 + 84..512 + 88].copy_from_slice(&size.to_le_bytes());
+            h[512 + 88..512 + 92].copy_from_slice(&crc32(&[]).to_le_bytes());
+            h[512 + 16..512 + 20].fill(0);
+            let c = crc32(&h[512..512 + HEADER_SIZE]);
+            h[512 + 16..512 + 20].copy_from_slice(&c.to_le_bytes());
+        };
+        set(&mut h, u64::MAX / 2, 1, 128);
+        assert_eq!(parse_primary(&h, 512), None);
+        set(&mut h, 1, 0, 0);
+        assert_eq!(parse_primary(&h, 512), None);
+        set(&mut h, 1, 0, 16);
+        assert_eq!(parse_primary(&h, 512), None);
     }
 
     #[test]

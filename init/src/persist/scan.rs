@@ -103,6 +103,32 @@ pub fn scan_all(sys_class_block: &Path, dev_dir: &Path) -> Result<Vec<DeviceRepo
     Ok(list(sys_class_block)?.iter().map(|d| probe(dev_dir, d)).collect())
 }
 
+/// Pure: checks the sandboxed scan's answer against the device names PID 1 sees itself
+/// (`known`, from its own listing of /sys/class/block). A name that is not a plain kernel
+/// name, or that PID 1 does not see, means the child is broken or hostile: the whole
+/// answer is refused.
+pub fn validate(reports: &[DeviceReport], known: &[String]) -> Result<(), String> {
+    let plain = |n: &str| {
+        !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for r in reports {
+        for name in std::iter::once(r.name.as_str()).chain(r.parent.as_deref()) {
+            if !plain(name) {
+                return Err(format!("device name {name:?} is not a kernel block device name"));
+            }
+            if !known.iter().any(|k| k == name) {
+                return Err(format!("device {name:?} is not in /sys/class/block"));
+            }
+        }
+        if seen.contains(&r.name.as_str()) {
+            return Err(format!("device {:?} is reported twice", r.name));
+        }
+        seen.push(&r.name);
+    }
+    Ok(())
+}
+
 /// `sda` + 1 -> `sda1`; `nvme0n1` + 1 -> `nvme0n1p1` (the kernel's rule).
 pub fn partition_name(disk: &str, n: u32) -> String {
     if disk.ends_with(|c: char| c.is_ascii_digit()) {
@@ -132,6 +158,29 @@ mod tests {
         let part = BlockDev { name: "sda1".into(), parent: Some("sda".into()), ..whole.clone() };
         assert!(report(&whole, head).magic);
         assert!(!report(&part, head).magic);
+    }
+
+    #[test]
+    fn answers_naming_unknown_or_odd_devices_are_refused() {
+        let known: Vec<String> = ["sda", "sda1", "sr0"].map(String::from).to_vec();
+        let dev = |name: &str, parent: Option<&str>| {
+            report(
+                &BlockDev {
+                    name: name.into(),
+                    parent: parent.map(String::from),
+                    size_bytes: 1 << 30,
+                    read_only: false,
+                },
+                &[],
+            )
+        };
+        assert!(validate(&[dev("sda", None), dev("sda1", Some("sda"))], &known).is_ok());
+        assert!(validate(&[dev("sdb", None)], &known).is_err());
+        assert!(validate(&[dev("../sda", None)], &known).is_err());
+        assert!(validate(&[dev("sda1", Some("../../etc"))], &known).is_err());
+        assert!(validate(&[dev("sda", None), dev("sda", None)], &known).is_err());
+        let slash: Vec<String> = vec!["mapper/x".into()];
+        assert!(validate(&[dev("mapper/x", None)], &slash).is_err());
     }
 
     #[test]

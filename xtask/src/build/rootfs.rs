@@ -200,6 +200,7 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
     for p in modules.iter().flat_map(|m| &m.toml.prune.paths) {
         pruned += ftree::remove_glob(tree, p)?;
     }
+    let stripped = ftree::strip_setuid(tree, &modules::all(modules, |m| &m.prune.keep_setuid))?;
     let moddir = tree.join("usr/lib/modules").join(&kernel_release);
     let k = kmods::prune(
         &moddir,
@@ -208,10 +209,12 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
     )?;
     kmods::depmod(tree, &kernel_release)?;
     step.done(&format!(
-        "kernel {kernel_release} ({} modules kept, {} dropped), {} packages, {pruned} paths pruned",
+        "kernel {kernel_release} ({} modules kept, {} of them signed, {} dropped), {} packages, {pruned} paths pruned, setuid/setgid removed from {}",
         k.kept,
+        k.signed,
         k.dropped,
-        manifest.lines().count()
+        manifest.lines().count(),
+        stripped.len()
     ));
     Ok(kernel_release)
 }

@@ -10,6 +10,22 @@ pub const DIR: &str = "/run/lightwhale";
 pub const BOOT: &str = "/run/lightwhale/boot.json";
 /// `Persistence`: what persistence is on this boot, and why.
 pub const PERSISTENCE: &str = "/run/lightwhale/persistence.json";
+/// `Vec<ServiceFact>`: the supervised services, rewritten whenever one changes state.
+pub const SERVICES: &str = "/run/lightwhale/services.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceFact {
+    pub name: String,
+    /// disabled, waiting, starting, running, restarting or stopped.
+    pub state: String,
+    pub pid: Option<i32>,
+    /// How often it was started again after its first start.
+    pub restarts: u32,
+    /// Seconds since boot when it last started (its uptime is the boot's minus this).
+    pub started_at_s: Option<f64>,
+    /// How its last process ended (`killed by SIGKILL`, `exit code 1`).
+    pub last_exit: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BootStep {

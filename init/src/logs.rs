@@ -64,6 +64,50 @@ impl LogFile {
     }
 }
 
+/// A service's stdout and stderr: a pipe whose reading end PID 1 keeps and copies into the
+/// service's capped log file (a file handed to the service could not be rotated under
+/// it). One pipe for the service's whole life, across restarts and setup commands.
+pub struct ServiceOutput {
+    reader: File,
+    writer: std::os::fd::OwnedFd,
+    log: LogFile,
+}
+
+impl ServiceOutput {
+    pub fn open(name: &str) -> std::io::Result<ServiceOutput> {
+        use nix::fcntl::OFlag;
+        std::fs::create_dir_all(LOG_DIR)?;
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(std::io::Error::from)?;
+        // Only the reading end is non-blocking: a service that writes faster than PID 1
+        // copies waits rather than losing lines.
+        nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).map_err(std::io::Error::from)?;
+        let log = LogFile::open(path(Path::new(LOG_DIR), name), CAP_BYTES)?;
+        Ok(ServiceOutput { reader: File::from(r), writer: w, log })
+    }
+
+    /// stdout and stderr for a child (copies of the writing end).
+    pub fn stdio(&self) -> std::io::Result<(std::process::Stdio, std::process::Stdio)> {
+        Ok((self.writer.try_clone()?.into(), self.writer.try_clone()?.into()))
+    }
+
+    pub fn reader(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.reader.as_fd()
+    }
+
+    /// Copies whatever is waiting in the pipe into the log.
+    pub fn drain(&mut self) {
+        use std::io::Read;
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = self.reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = self.log.write(&buf[..n]);
+        }
+    }
+}
+
 /// Where the logs of this boot are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
@@ -114,6 +158,28 @@ mod tests {
         assert!(!should_rotate(0, 10, 5), "an empty file takes a big write whole");
         assert!(!should_rotate(3, 2, 5));
         assert!(should_rotate(4, 2, 5));
+    }
+
+    #[test]
+    fn service_output_reaches_its_log() {
+        let dir = std::env::temp_dir().join(format!("lw-svcout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        let mut out =
+            ServiceOutput { reader: File::from(r), writer: w, log: LogFile::open(path(&dir, "svc"), 1 << 20).unwrap() };
+        let (stdout, _) = out.stdio().unwrap();
+        let status = std::process::Command::new("sh")
+            .args(["-c", "echo to-out; echo to-err >&2"])
+            .stdout(stdout)
+            .stderr(out.stdio().unwrap().1)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        out.drain();
+        assert_eq!(std::fs::read_to_string(path(&dir, "svc")).unwrap(), "to-out\nto-err\n");
+        out.drain(); // nothing waiting: returns at once
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

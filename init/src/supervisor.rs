@@ -127,10 +127,32 @@ struct Unit {
     started_once: bool,
     /// Position in the order in which services first started.
     first_start: Option<u64>,
+    /// Starts after the first (`lightwhale status`).
+    restarts: u32,
+    /// Seconds since boot when the service last started.
+    started_at: Option<f64>,
+    /// How the service's last process ended.
+    last_exit: Option<String>,
+    /// Where its stdout and stderr go (opened at its first start).
+    output: Option<crate::logs::ServiceOutput>,
+}
+
+/// Pure: the state `lightwhale status` shows for a unit.
+pub fn state_name(state: &State) -> &'static str {
+    match state {
+        State::Disabled => "disabled",
+        State::Waiting { .. } => "waiting",
+        State::Setup { .. } => "starting",
+        State::Running { .. } => "running",
+        State::Backoff { .. } => "restarting",
+        State::Done => "stopped",
+    }
 }
 
 pub struct Supervisor {
     units: Vec<Unit>,
+    /// Something changed that `lightwhale status` shows.
+    changed: bool,
     notices: crate::password::Notices,
     notices_checked: Option<Instant>,
     signals: SignalFd,
@@ -201,20 +223,57 @@ impl Supervisor {
                     failures: 0,
                     started_once: false,
                     first_start: None,
+                    restarts: 0,
+                    started_at: None,
+                    last_exit: None,
+                    output: None,
                 }
             })
             .collect();
-        Ok(Supervisor { units, notices, notices_checked: None, signals, buttons })
+        Ok(Supervisor { units, changed: true, notices, notices_checked: None, signals, buttons })
     }
 
     /// Supervises until a power request arrives.
     pub fn run(&mut self) -> PowerRequest {
         loop {
             self.advance();
+            self.publish();
             let timeout = self.next_timeout();
             if let Some(req) = self.wait_events(timeout) {
                 return req;
             }
+        }
+    }
+
+    /// Writes the services' state for `lightwhale status`, when it changed.
+    fn publish(&mut self) {
+        if !std::mem::take(&mut self.changed) {
+            return;
+        }
+        let services: Vec<crate::facts::ServiceFact> = self
+            .units
+            .iter()
+            .map(|u| crate::facts::ServiceFact {
+                name: u.svc.name.clone(),
+                state: state_name(&u.state).into(),
+                pid: match u.state {
+                    State::Running { pid, .. } => Some(pid.as_raw()),
+                    _ => None,
+                },
+                restarts: u.restarts,
+                started_at_s: u.started_at,
+                last_exit: u.last_exit.clone(),
+            })
+            .collect();
+        if let Err(e) = crate::facts::write(crate::facts::SERVICES, &services) {
+            log::warn!("writing {}: {e}", crate::facts::SERVICES);
+        }
+    }
+
+    /// Copies what every service has written into its log.
+    fn drain_outputs(&mut self) {
+        for o in self.units.iter_mut().filter_map(|u| u.output.as_mut()) {
+            o.drain();
         }
     }
 
@@ -254,15 +313,26 @@ impl Supervisor {
                 }
             },
         };
-        match spawn(&name, &argv, unit.svc.output, &unit.svc.env, sandbox) {
+        if unit.svc.output == Output::LogFile && unit.output.is_none() {
+            match crate::logs::ServiceOutput::open(&name) {
+                Ok(o) => unit.output = Some(o),
+                Err(e) => log::warn!("service {name}: no log file ({e}); its output is lost"),
+            }
+        }
+        let stdio = unit.output.as_ref().map(|o| o.stdio()).transpose();
+        let spawned = stdio.and_then(|stdio| spawn(&argv, stdio, &unit.svc.env, sandbox));
+        self.changed = true;
+        match spawned {
             Ok(pid) if step < unit.svc.setup.len() => unit.state = State::Setup { step, pid },
             Ok(pid) => {
                 if unit.started_once {
+                    unit.restarts += 1;
                     log::info!("service {name}: started again (pid {pid})");
                 } else {
                     log::info!("service {name}: started (pid {pid}; {})", describe_sandbox(&unit.svc));
                 }
                 unit.started_once = true;
+                unit.started_at = Some(crate::logger::uptime());
                 unit.state = State::Running { pid, since: Instant::now() };
             }
             Err(e) => {
@@ -273,6 +343,7 @@ impl Supervisor {
     }
 
     fn failed(&mut self, i: usize) {
+        self.changed = true;
         let unit = &mut self.units[i];
         let (state, failures) = after_failure(unit.svc.restart, unit.failures, Instant::now());
         if let State::Backoff { until } = state {
@@ -307,12 +378,17 @@ impl Supervisor {
         };
         let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
         fds.extend(self.buttons.iter().map(|b| PollFd::new(b.as_fd(), PollFlags::POLLIN)));
+        let outputs = self.units.iter().filter_map(|u| u.output.as_ref());
+        fds.extend(outputs.map(|o| PollFd::new(o.reader(), PollFlags::POLLIN)));
         if poll(&mut fds, ms).is_err() {
             return None;
         }
-        let button_ready: Vec<bool> =
-            fds[1..].iter().map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))).collect();
+        let button_ready: Vec<bool> = fds[1..=self.buttons.len()]
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+            .collect();
         drop(fds);
+        self.drain_outputs();
         for (i, ready) in button_ready.into_iter().enumerate() {
             if ready {
                 let mut buf = [0u8; input::EVENT_SIZE * 16];
@@ -371,6 +447,7 @@ impl Supervisor {
                     self.failed(i);
                 }
                 Exit::Ended { healthy } => {
+                    self.units[i].last_exit = Some(describe(&status));
                     if let State::Running { since, .. } = self.units[i].state {
                         log::info!(
                             "service {name}: exited after {:.1} s: {}",
@@ -403,15 +480,24 @@ impl Supervisor {
             let start = Instant::now();
             log::info!("shutdown: stopping {name}");
             let _ = kill(pid, sig);
-            if !wait_gone(pid, timeout) {
+            // Services say the most while they stop: keep their pipes empty, or a full one
+            // would block them until they are killed.
+            if !self.wait_gone(pid, timeout) {
                 log::warn!("shutdown: {name} did not stop within {} s; killing it", timeout.as_secs());
                 let _ = kill(pid, Signal::SIGKILL);
-                wait_gone(pid, Duration::from_secs(5));
+                self.wait_gone(pid, Duration::from_secs(5));
             }
             log::info!("shutdown: {name} stopped ({:.1} s)", start.elapsed().as_secs_f64());
             self.units[i].state = State::Done;
         }
         kill_everything();
+        self.drain_outputs();
+        // The log files go with their units: /var/log can be unmounted after this.
+        for u in &mut self.units {
+            u.output = None;
+        }
+        self.changed = true;
+        self.publish();
     }
 }
 
@@ -500,22 +586,15 @@ pub fn service_sandbox(svc: &Service, seccomp: Option<&Compiled>) -> Result<Sand
     })
 }
 
+/// Starts `argv` with `stdio` as its stdout and stderr (None: /dev/null).
 fn spawn(
-    name: &str,
     argv: &[String],
-    output: Output,
+    stdio: Option<(Stdio, Stdio)>,
     env: &[(String, String)],
     sandbox: Option<Sandbox>,
 ) -> std::io::Result<Pid> {
     let (program, args) = argv.split_first().ok_or_else(|| std::io::Error::other("empty command"))?;
-    let (out, err) = match output {
-        Output::Null => (Stdio::null(), Stdio::null()),
-        Output::LogFile => {
-            let _ = std::fs::create_dir_all("/var/log");
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(format!("/var/log/{name}.log"))?;
-            (Stdio::from(f.try_clone()?), Stdio::from(f))
-        }
-    };
+    let (out, err) = stdio.unwrap_or_else(|| (Stdio::null(), Stdio::null()));
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -545,21 +624,34 @@ fn spawn(
     Ok(Pid::from_raw(child.id() as i32))
 }
 
-/// Waits until `pid` has exited (reaping it and anything else that exits meanwhile).
-fn wait_gone(pid: Pid, timeout: Duration) -> bool {
-    let start = Instant::now();
+impl Supervisor {
+    /// Waits until `pid` has exited (reaping it and anything else that exits meanwhile),
+    /// copying the services' output to their logs meanwhile.
+    fn wait_gone(&mut self, pid: Pid, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            self.drain_outputs();
+            if let Some(done) = reap_until(pid) {
+                return done;
+            }
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Reaps what has exited; Some(true) once `pid` is among it (or nothing is left).
+fn reap_until(pid: Pid) -> Option<bool> {
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(s) if s.pid() == Some(pid) => return true,
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(s) if s.pid() == Some(pid) => return Some(true),
             Ok(_) => continue,
-            Err(nix::Error::ECHILD) => return true,
-            Err(_) => {}
+            Err(nix::Error::ECHILD) => return Some(true),
+            Err(_) => return None,
         }
-        if start.elapsed() >= timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

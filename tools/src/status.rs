@@ -18,6 +18,7 @@ pub struct Status {
     pub boot: facts::Boot,
     pub persistence: Option<PersistenceStatus>,
     pub overlays: Vec<Overlay>,
+    pub services: Vec<ServiceStatus>,
     pub network: Network,
     pub time: TimeSync,
     pub warnings: Vec<String>,
@@ -37,6 +38,34 @@ pub struct Overlay {
     pub path: String,
     /// Where changes go: on the persistence disk, or in RAM.
     pub upper: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    /// disabled, waiting, starting, running, restarting or stopped.
+    pub state: String,
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    /// Seconds since it last started, while it runs.
+    pub uptime_s: Option<f64>,
+    /// How its last process ended, if one has.
+    pub last_exit: Option<String>,
+}
+
+/// Pure: the services as status shows them, from the init's facts and the boot's uptime.
+pub fn services(facts: &[facts::ServiceFact], uptime_s: f64) -> Vec<ServiceStatus> {
+    facts
+        .iter()
+        .map(|f| ServiceStatus {
+            name: f.name.clone(),
+            state: f.state.clone(),
+            pid: f.pid,
+            restarts: f.restarts,
+            uptime_s: (f.state == "running").then(|| f.started_at_s.map(|t| (uptime_s - t).max(0.0))).flatten(),
+            last_exit: f.last_exit.clone(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -75,6 +104,14 @@ pub fn warnings(s: &Status) -> Vec<String> {
         )),
         Some(Persistence::Device { .. }) => {}
         None => w.push("the init wrote no persistence facts (is this Lightwhale?)".into()),
+    }
+    for svc in s.services.iter().filter(|x| x.state == "restarting") {
+        w.push(format!(
+            "service {} is restarting after it ended ({}); see `sudo lightwhale logs {}`",
+            svc.name,
+            svc.last_exit.as_deref().unwrap_or("?"),
+            svc.name
+        ));
     }
     match s.time.synchronised {
         Some(true) => {}
@@ -176,18 +213,20 @@ pub fn gather() -> Status {
         dns: parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
     };
     let time = run("chronyc", &["-c", "tracking"]).map(|t| parse_tracking(&t)).unwrap_or_default();
+    let uptime_s = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
     let mut s = Status {
         version: release.version,
         build_id: release.build_id,
         build_date: release.build_date,
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
-        uptime_s: std::fs::read_to_string("/proc/uptime")
-            .ok()
-            .and_then(|t| t.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0.0),
+        uptime_s,
         boot: facts::read(facts::BOOT).unwrap_or_default(),
         persistence,
         overlays,
+        services: services(&facts::read::<Vec<facts::ServiceFact>>(facts::SERVICES).unwrap_or_default(), uptime_s),
         network,
         time,
         warnings: Vec::new(),
@@ -250,6 +289,12 @@ pub fn render(s: &Status) -> String {
             (None, _) => "unknown (chronyd not answering)".into(),
         },
     );
+    o.push_str("Services:\n");
+    for svc in &s.services {
+        let up = svc.uptime_s.map(|u| format!("up {:.0} min", u / 60.0)).unwrap_or_default();
+        let pid = svc.pid.map(|p| format!("pid {p}")).unwrap_or_default();
+        o.push_str(&format!("  {:<14} {:<11} {:<10} {:<10} {} restarts\n", svc.name, svc.state, pid, up, svc.restarts));
+    }
     o.push_str("Boot:\n");
     for st in &s.boot.steps {
         o.push_str(&format!("  {:>8.2} s  {:<20} {} ({:.2} s)\n", st.uptime_s, st.name, st.detail, st.took_s));
@@ -327,13 +372,38 @@ mod tests {
             time: TimeSync { synchronised: Some(false), ..Default::default() },
             ..Default::default()
         };
+        s.services = services(
+            &[
+                facts::ServiceFact {
+                    name: "dockerd".into(),
+                    state: "running".into(),
+                    pid: Some(42),
+                    restarts: 1,
+                    started_at_s: Some(100.0),
+                    last_exit: Some("killed by SIGKILL".into()),
+                },
+                facts::ServiceFact {
+                    name: "sshd".into(),
+                    state: "restarting".into(),
+                    pid: None,
+                    restarts: 3,
+                    started_at_s: Some(10.0),
+                    last_exit: Some("exit code 255".into()),
+                },
+            ],
+            400.0,
+        );
+        assert_eq!(s.services[0].uptime_s, Some(300.0));
+        assert_eq!(s.services[1].uptime_s, None);
         s.warnings = warnings(&s);
-        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
-        assert!(s.warnings[0].contains("RAM only") && s.warnings[1].contains("not synchronised"));
+        assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
+        assert!(s.warnings[1].contains("sshd is restarting") && s.warnings[1].contains("exit code 255"));
+        assert!(s.warnings[0].contains("RAM only") && s.warnings[2].contains("not synchronised"));
         let text = render(&s);
         assert!(text.contains("Lightwhale   0.1.0 (build abc, 2026-11-28)"), "{text}");
         assert!(text.contains("Persistence  RAM only (no persistence device), 512 MiB free"), "{text}");
         assert!(text.contains("  ! the clock is not synchronised"), "{text}");
+        assert!(text.contains("  dockerd        running     pid 42     up 5 min   1 restarts"), "{text}");
         let json: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(json["persistence"]["mode"], "tmpfs");
         assert_eq!(json["time"]["synchronised"], false);

@@ -86,6 +86,45 @@ fn clock_host_names_and_a_reboot_without_sync() -> Result<(), VmError> {
     m.login("op", "opsecret", 5 * MIN)?;
     assert_eq!(hostname(&mut m)?, "web01");
     assert!(m.succeed("cat /etc/hosts", MIN)?.contains("web01"));
+
+    // dockerd killed: it is back within seconds, counted, and the log says why.
+    m.wait_until_succeeds("d info", 5 * MIN)?;
+    m.sudo("pkill -KILL -x dockerd", MIN)?;
+    let killed = std::time::Instant::now();
+    m.wait_until_succeeds("d ps", 2 * MIN)?;
+    println!("TIMING dockerd back after SIGKILL: {:.1} s", killed.elapsed().as_secs_f64());
+    let st = m.status()?;
+    let dockerd = st["services"].as_array().unwrap().iter().find(|s| s["name"] == "dockerd").unwrap().clone();
+    assert_eq!(dockerd["state"], "running", "{dockerd}");
+    assert!(dockerd["restarts"].as_u64().unwrap() >= 1, "{dockerd}");
+    assert_eq!(dockerd["last_exit"], "killed by SIGKILL", "{dockerd}");
+    let log = m.sudo("lightwhale logs", MIN)?;
+    assert!(log.contains("service dockerd: exited") && log.contains("killed by SIGKILL"), "{log}");
+    assert!(
+        m.sudo("lightwhale logs dockerd", MIN)?.contains("API listen on"),
+        "dockerd's own output is not in its log"
+    );
+
+    // The power button with a container running: off within 30 s, the container stopped
+    // by Docker (its TERM trap ran), and the next boot can read how the last one ended.
+    m.succeed(
+        "d run -d --name worker -v data:/data lw/bb sh -c 'trap \"echo stopped-cleanly > /data/bye; exit 0\" TERM; while true; do sleep 1; done'",
+        3 * MIN,
+    )?;
+    m.sudo("dmesg -n 7", MIN)?;
+    let pressed = std::time::Instant::now();
+    m.press_power_button()?;
+    let off = pressed.elapsed();
+    println!("TIMING power button to QEMU exit with a container running: {:.1} s", off.as_secs_f64());
+    assert!(off <= Duration::from_secs(30), "power-off took {off:?}");
+    m.power_on()?;
+    m.login("op", "opsecret", 5 * MIN)?;
+    m.wait_until_succeeds("d info", 5 * MIN)?;
+    assert_eq!(m.succeed("d run --rm -v data:/data lw/bb cat /data/bye", 3 * MIN)?.trim(), "stopped-cleanly");
+    let previous = m.sudo("lightwhale logs --previous", MIN)?;
+    for expected in ["power button pressed", "shutdown: stopping dockerd", "shutdown: dockerd stopped"] {
+        assert!(previous.contains(expected), "no {expected:?} in the previous boot's log:\n{previous}");
+    }
     m.shutdown()?;
 
     // Another persistence disk, another machine id, another name.

@@ -60,24 +60,30 @@ pub fn module_files(tree: &Path, modules: &[Module], path: BuildPath) -> Result<
     Ok(())
 }
 
-/// The release file's text. `origin` names where the packages came from
-/// (`DEBIAN_SUITE=trixie`, or the nixpkgs revision).
+/// The release file's text, in os-release's format (it is the system's os-release too).
+/// `origin` names where the packages came from (`DEBIAN_SUITE=trixie`, or the nixpkgs
+/// revision).
 pub fn release_text(version: &str, build_id: &str, epoch: u64, origin: (&str, &str)) -> String {
     format!(
-        "NAME=Lightwhale\nID=lightwhale\nVERSION={version}\nVERSION_ID={version}\nBUILD_ID={build_id}\nBUILD_DATE={epoch}\n{}={}\nHOME_URL=https://lightwhale.asklandd.dk/\n",
+        "PRETTY_NAME=\"Lightwhale {version}\"\nNAME=Lightwhale\nID=lightwhale\nVERSION={version}\nVERSION_ID={version}\nBUILD_ID={build_id}\nBUILD_DATE={epoch}\n{}={}\nHOME_URL=https://lightwhale.asklandd.dk/\n",
         origin.0, origin.1
     )
 }
 
-/// Writes the release file where the init reads it (/usr, immutable), and the
-/// /etc/lightwhale-release link people know.
+/// Writes the release file where the init reads it (/usr, immutable), links
+/// /etc/lightwhale-release to it, and makes it the system's os-release (what `docker info`
+/// and the console's login prompt name), replacing Debian's.
 pub fn write_release(tree: &Path, text: &str) -> Result<()> {
     use lightwhale_init::release::{ETC_LINK, PATH};
     write(tree, PATH.trim_start_matches('/'), text)?;
-    let link = tree.join(ETC_LINK.trim_start_matches('/'));
-    let _ = std::fs::remove_file(&link);
-    let target = Path::new("..").join(PATH.trim_start_matches('/'));
-    std::os::unix::fs::symlink(&target, &link).ctx(STEP, &link)
+    write(tree, "usr/lib/os-release", text)?;
+    for (link, target) in [(ETC_LINK, PATH), ("/etc/os-release", "/usr/lib/os-release")] {
+        let link = tree.join(link.trim_start_matches('/'));
+        let _ = std::fs::remove_file(&link);
+        let target = Path::new("..").join(target.trim_start_matches('/'));
+        std::os::unix::fs::symlink(&target, &link).ctx(STEP, &link)?;
+    }
+    Ok(())
 }
 
 /// Writes a file below the tree, making its directory.
@@ -120,8 +126,9 @@ mod tests {
     #[test]
     fn release_names_its_origin() {
         let t = release_text("0.1.0", "abc", 5, ("DEBIAN_SUITE", "trixie"));
-        assert!(
-            t.starts_with("NAME=Lightwhale\n") && t.contains("\nBUILD_ID=abc\nBUILD_DATE=5\nDEBIAN_SUITE=trixie\n")
-        );
+        assert!(t.starts_with("PRETTY_NAME=\"Lightwhale 0.1.0\"\nNAME=Lightwhale\n"), "{t}");
+        assert!(t.contains("\nBUILD_ID=abc\nBUILD_DATE=5\nDEBIAN_SUITE=trixie\n"), "{t}");
+        let r = lightwhale_init::release::parse(&t);
+        assert_eq!((r.version.as_str(), r.build_id.as_str(), r.build_date), ("0.1.0", "abc", 5));
     }
 }

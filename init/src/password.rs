@@ -12,7 +12,8 @@ pub const USER: &str = "op";
 /// the new one twice).
 pub const CHANGE_COMMAND: &str = "sudo passwd op";
 const ISSUE: &str = "/run/lightwhale/password.issue";
-const MOTD: &str = "/run/motd.d/lightwhale-password";
+/// Holds the warning while op has the default password, empty otherwise.
+pub const MOTD: &str = "/run/motd.d/lightwhale-password";
 const SSH_BANNER: &str = "/run/lightwhale/ssh-banner";
 /// What the warning says, for the log and for tests that look for it.
 pub const WARNING: &str = "the password of op is still the default, opsecret";
@@ -30,6 +31,12 @@ pub fn hash_of<'a>(shadow: &'a str, user: &str) -> Option<&'a str> {
 /// Pure: true while the live hash is the one the image was built with.
 pub fn is_default(live_shadow: &str, image_hash: Option<&str>) -> bool {
     image_hash.is_some_and(|h| hash_of(live_shadow, USER) == Some(h))
+}
+
+/// Whether the init's last check found the default password (for `lightwhale status`,
+/// which runs without the right to read /etc/shadow).
+pub fn default_notice_shown() -> bool {
+    std::fs::metadata(MOTD).is_ok_and(|m| m.len() > 0)
 }
 
 pub fn warning() -> String {

@@ -92,9 +92,18 @@ pub struct TimeSync {
     pub offset_s: Option<f64>,
 }
 
-/// Pure: the warnings an operator must see, from the rest of the status.
-pub fn warnings(s: &Status) -> Vec<String> {
+/// Pure: the warnings an operator must see, from the rest of the status. `default_password`:
+/// the init found op's password still the image's (it checks /etc/shadow, which only root
+/// can read, and leaves a notice).
+pub fn warnings(s: &Status, default_password: bool) -> Vec<String> {
     let mut w = Vec::new();
+    if default_password {
+        w.push(format!(
+            "{}: anyone can log in; change it with `{}`",
+            lightwhale_init::password::WARNING,
+            lightwhale_init::password::CHANGE_COMMAND
+        ));
+    }
     match s.persistence.as_ref().map(|p| &p.fact) {
         Some(Persistence::Tmpfs { reason }) => {
             w.push(format!("persistence is in RAM only ({reason}): changes are lost at power-off"))
@@ -231,8 +240,43 @@ pub fn gather() -> Status {
         time,
         warnings: Vec::new(),
     };
-    s.warnings = warnings(&s);
+    s.warnings = warnings(&s, lightwhale_init::password::default_notice_shown());
     s
+}
+
+/// Pure: the few lines shown at every interactive login (/etc/profile.d/lightwhale.sh).
+/// They never contain "$ " or "# ", which a login prompt is recognised by.
+pub fn render_motd(s: &Status) -> String {
+    let persistence = match s.persistence.as_ref().map(|p| (&p.fact, p.free_bytes)) {
+        Some((Persistence::Device { device, .. }, free)) => format!("/dev/{device}, {} free", mib(free)),
+        Some((Persistence::Tmpfs { .. }, _)) | Some((Persistence::Failed { .. }, _)) => {
+            "RAM only (changes are lost at power-off)".into()
+        }
+        None => "unknown".into(),
+    };
+    let addresses: Vec<String> = s
+        .network
+        .interfaces
+        .iter()
+        .filter(|i| !i.addresses.is_empty() && !i.name.starts_with("docker") && !i.name.starts_with("br-"))
+        .map(|i| {
+            format!(
+                "{} {}",
+                i.name,
+                i.addresses.iter().filter(|a| !a.starts_with("fe80:")).cloned().collect::<Vec<_>>().join(" ")
+            )
+        })
+        .collect();
+    let mut o = format!("Lightwhale {} on {}, persistence: {persistence}\n", s.version, s.hostname);
+    o.push_str(&format!(
+        "Addresses: {}\n",
+        if addresses.is_empty() { "none yet".into() } else { addresses.join(", ") }
+    ));
+    for w in &s.warnings {
+        o.push_str(&format!("  ! {w}\n"));
+    }
+    o.push_str("More: lightwhale status\n");
+    o.replace("$ ", "$").replace("# ", "#")
 }
 
 fn mib(bytes: u64) -> String {
@@ -395,8 +439,9 @@ mod tests {
         );
         assert_eq!(s.services[0].uptime_s, Some(300.0));
         assert_eq!(s.services[1].uptime_s, None);
-        s.warnings = warnings(&s);
+        s.warnings = warnings(&s, false);
         assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
+        assert!(warnings(&s, true)[0].contains("sudo passwd op"));
         assert!(s.warnings[1].contains("sshd is restarting") && s.warnings[1].contains("exit code 255"));
         assert!(s.warnings[0].contains("RAM only") && s.warnings[2].contains("not synchronised"));
         let text = render(&s);
@@ -404,6 +449,18 @@ mod tests {
         assert!(text.contains("Persistence  RAM only (no persistence device), 512 MiB free"), "{text}");
         assert!(text.contains("  ! the clock is not synchronised"), "{text}");
         assert!(text.contains("  dockerd        running     pid 42     up 5 min   1 restarts"), "{text}");
+        s.network.interfaces = vec![Interface {
+            name: "eth0".into(),
+            state: "up".into(),
+            addresses: vec!["10.0.2.15/24".into(), "fe80::1/64".into()],
+        }];
+        let motd = render_motd(&s);
+        assert!(motd.starts_with("Lightwhale 0.1.0 on lightwhale-1a2b3c, persistence: RAM only"), "{motd}");
+        assert!(
+            motd.contains("Addresses: eth0 10.0.2.15/24\n") && motd.contains("  ! the clock is not synchronised"),
+            "{motd}"
+        );
+        assert!(!motd.contains("$ ") && !motd.contains("# "));
         let json: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(json["persistence"]["mode"], "tmpfs");
         assert_eq!(json["time"]["synchronised"], false);

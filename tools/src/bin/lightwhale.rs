@@ -18,6 +18,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The few lines shown at every login: version, persistence, addresses, warnings.
+    Motd,
     /// A service's output (`dockerd`, `sshd`, ...), or without a name the init's own log:
     /// the boot, services starting, stopping and restarting, the shutdown.
     Logs {
@@ -38,6 +40,7 @@ fn main() {
                 print!("{}", status::render(&s));
             }
         }
+        Cmd::Motd => print!("{}", status::render_motd(&status::gather())),
         Cmd::Logs { service, previous } => match logs::read(service.as_deref(), previous) {
             Ok(text) => print!("{text}"),
             Err(e) => {

@@ -58,6 +58,7 @@ pub fn prune(moddir: &Path, drop: &[String]) -> Result<Pruned> {
             dropped += 1;
         }
     }
+    remove_empty_dirs(&moddir.join("kernel"))?;
     let compressed: Vec<PathBuf> = crate::tree::walk(moddir)
         .ctx(STEP, moddir)?
         .into_iter()
@@ -75,6 +76,21 @@ pub fn prune(moddir: &Path, drop: &[String]) -> Result<Pruned> {
     Ok(Pruned { dropped, kept: needed.len(), signed })
 }
 
+/// Removes the directories that dropping modules left empty (deepest first), so a dropped
+/// protocol leaves no trace in the tree.
+pub fn remove_empty_dirs(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    let mut dirs: Vec<PathBuf> = crate::tree::walk(dir).ctx(STEP, dir)?.into_iter().filter(|p| p.is_dir()).collect();
+    dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in dirs {
+        if std::fs::read_dir(&d).ctx(STEP, &d)?.next().is_none() {
+            std::fs::remove_dir(&d).ctx(STEP, &d)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// `depmod -b root release`: modules.dep and the alias tables for the pruned tree.
 pub fn depmod(root: &Path, release: &str) -> Result<()> {
     crate::cmd::output(STEP, Command::new("depmod").arg("-b").arg(root).arg(release)).map(|_| ())
@@ -83,6 +99,19 @@ pub fn depmod(root: &Path, release: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_directories_go_nested_ones_too() {
+        let dir = std::env::temp_dir().join(format!("lw-kmods-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("net/dccp")).unwrap();
+        std::fs::create_dir_all(dir.join("net/l2tp/deeper")).unwrap();
+        std::fs::create_dir_all(dir.join("fs/ext4")).unwrap();
+        std::fs::write(dir.join("fs/ext4/ext4.ko"), "").unwrap();
+        assert_eq!(remove_empty_dirs(&dir).unwrap(), 4);
+        assert!(!dir.join("net").exists() && dir.join("fs/ext4/ext4.ko").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn dropped_by_directory_file_or_prefix() {

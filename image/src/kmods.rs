@@ -80,6 +80,9 @@ pub fn prune(moddir: &Path, drop: &[String]) -> Result<Pruned> {
 /// protocol leaves no trace in the tree.
 pub fn remove_empty_dirs(dir: &Path) -> Result<usize> {
     let mut removed = 0;
+    if !dir.is_dir() {
+        return Ok(0);
+    }
     let mut dirs: Vec<PathBuf> = crate::tree::walk(dir).ctx(STEP, dir)?.into_iter().filter(|p| p.is_dir()).collect();
     dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for d in dirs {

@@ -92,6 +92,7 @@ pub fn prune(moddir: &Path, drop: &[String], require: &[String]) -> Result<Prune
             dropped += 1;
         }
     }
+    remove_empty_dirs(&moddir.join("kernel"))?;
     let compressed: Vec<PathBuf> = crate::tree::walk(moddir)
         .ctx(STEP, moddir)?
         .into_iter()
@@ -107,6 +108,24 @@ pub fn prune(moddir: &Path, drop: &[String], require: &[String]) -> Result<Prune
         }
     }
     Ok(Pruned { dropped, kept: needed.len(), signed })
+}
+
+/// Removes the directories that dropping modules left empty (deepest first), so a dropped
+/// protocol leaves no trace in the tree.
+pub fn remove_empty_dirs(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let mut dirs: Vec<PathBuf> = crate::tree::walk(dir).ctx(STEP, dir)?.into_iter().filter(|p| p.is_dir()).collect();
+    dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in dirs {
+        if std::fs::read_dir(&d).ctx(STEP, &d)?.next().is_none() {
+            std::fs::remove_dir(&d).ctx(STEP, &d)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// `depmod -b root release`: modules.dep and the alias tables for the pruned tree.
@@ -134,6 +153,19 @@ mod tests {
                 "xt_bpf (not in this kernel)".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn empty_directories_go_nested_ones_too() {
+        let dir = std::env::temp_dir().join(format!("lw-kmods-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("net/dccp")).unwrap();
+        std::fs::create_dir_all(dir.join("net/l2tp/deeper")).unwrap();
+        std::fs::create_dir_all(dir.join("fs/ext4")).unwrap();
+        std::fs::write(dir.join("fs/ext4/ext4.ko"), "").unwrap();
+        assert_eq!(remove_empty_dirs(&dir).unwrap(), 4);
+        assert!(!dir.join("net").exists() && dir.join("fs/ext4/ext4.ko").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

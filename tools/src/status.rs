@@ -272,7 +272,9 @@ pub fn render_motd(s: &Status) -> String {
         "Addresses: {}\n",
         if addresses.is_empty() { "none yet".into() } else { addresses.join(", ") }
     ));
-    for w in &s.warnings {
+    // The default password has its own, louder notice right above (the init's, in
+    // /run/motd.d): not twice.
+    for w in s.warnings.iter().filter(|w| !w.starts_with(lightwhale_init::password::WARNING)) {
         o.push_str(&format!("  ! {w}\n"));
     }
     o.push_str("More: lightwhale status\n");
@@ -461,6 +463,8 @@ mod tests {
             "{motd}"
         );
         assert!(!motd.contains("$ ") && !motd.contains("# "));
+        s.warnings = warnings(&s, true);
+        assert!(!render_motd(&s).contains("password"), "the motd repeats the password notice");
         let json: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(json["persistence"]["mode"], "tmpfs");
         assert_eq!(json["time"]["synchronised"], false);

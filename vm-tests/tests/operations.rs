@@ -51,7 +51,10 @@ fn clock_host_names_and_a_reboot_without_sync() -> Result<(), VmError> {
     let version = st["version"].as_str().unwrap().to_string();
     assert!(boot.contains(&format!("Lightwhale {version} on lightwhale-")), "no version at the login prompt:\n{boot}");
     let after_login = m.console.text_since(0);
-    assert!(after_login.contains("persistence: /dev/sda1") && after_login.contains("More: lightwhale status"), "{after_login}");
+    assert!(
+        after_login.contains("persistence: /dev/sda1") && after_login.contains("More: lightwhale status"),
+        "{after_login}"
+    );
     assert!(after_login.contains("the password of op is still the default"), "{after_login}");
     let now: u64 = m.succeed("date +%s", MIN)?.trim().parse().unwrap();
     assert!(now >= build_date, "clock {now} is before the build date {build_date}");

@@ -1,6 +1,7 @@
 //! Lightwhale's init. `main.rs` runs it as PID 1; the library exposes the pure parts
 //! (and the device I/O the host tests drive on loop devices).
 
+pub mod accounts;
 pub mod cmdline;
 pub mod coldplug;
 pub mod command;

@@ -115,6 +115,7 @@ fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
     h.update(rootfs::RECIPE);
     h.update(squashfs::RECIPE);
     h.update(lightwhale_image::users::RECIPE);
+    h.update(lightwhale_image::users::ACCOUNTS_RECIPE);
     h.update(lightwhale_image::kmods::RECIPE);
     h.update(lightwhale_image::install::RECIPE);
     h.update(lightwhale_image::tree::RECIPE);

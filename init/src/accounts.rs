@@ -247,6 +247,17 @@ impl Accounts {
         Ok(home)
     }
 
+    /// `usermod --append --groups GROUP USER` for an existing user and group.
+    pub fn add_to_group(&mut self, user: &str, group: &str) -> Result<(), AccountsError> {
+        self.require(user)?;
+        if entry(&self.group, group).is_none() {
+            return Err(AccountsError::NoGroup { user: user.into(), group: group.into() });
+        }
+        self.group = set_field(&self.group, group, 3, |m| add_member(m, user));
+        self.gshadow = set_field(&self.gshadow, group, 3, |m| add_member(m, user));
+        Ok(())
+    }
+
     fn require(&self, name: &str) -> Result<(), AccountsError> {
         match entry(&self.passwd, name) {
             Some(_) => Ok(()),

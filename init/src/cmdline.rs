@@ -19,9 +19,16 @@ pub enum PersistenceMode {
     Tmpfs,
 }
 
+/// The options this file understands, for the warning about an unknown one.
+pub const KNOWN: &str =
+    "lightwhale.persistence=auto|tmpfs, lightwhale.debug, lightwhale.settle=SECONDS, lightwhale.nocloud=on|off";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub persistence: PersistenceMode,
+    /// Read a cloud-init NoCloud seed (a `cidata` filesystem) at boot; `lightwhale.nocloud=off`
+    /// ignores seeds.
+    pub nocloud: bool,
     pub debug: bool,
     /// The longest the early boot waits for block devices before scanning. It stops as soon
     /// as they have settled; this bound only matters while devices keep appearing (slow
@@ -35,6 +42,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             persistence: PersistenceMode::Auto,
+            nocloud: true,
             debug: false,
             settle: Duration::from_secs(15),
             unknown: Vec::new(),
@@ -57,6 +65,8 @@ pub fn parse(cmdline: &str) -> Options {
             ("persistence", Some("tmpfs")) => opts.persistence = PersistenceMode::Tmpfs,
             ("debug", None | Some("1") | Some("on")) => opts.debug = true,
             ("debug", Some("0") | Some("off")) => opts.debug = false,
+            ("nocloud", Some("on") | Some("1")) => opts.nocloud = true,
+            ("nocloud", Some("off") | Some("0")) => opts.nocloud = false,
             ("settle", Some(v)) => match parse_seconds(v) {
                 Some(d) => opts.settle = d,
                 None => opts.unknown.push(word.to_string()),
@@ -106,6 +116,15 @@ mod tests {
         assert_eq!(parse("lightwhale.settle=12").settle, Duration::from_secs(12));
         assert_eq!(parse("lightwhale.settle=1.5s").settle, Duration::from_millis(1500));
         assert_eq!(parse("lightwhale.settle=250ms").settle, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn nocloud_on_by_default_and_off_on_request() {
+        assert!(parse("console=ttyS0").nocloud);
+        let o = parse("lightwhale.nocloud=off");
+        assert!(!o.nocloud && o.unknown.is_empty());
+        assert!(parse("lightwhale.nocloud=off lightwhale.nocloud=on").nocloud);
+        assert_eq!(parse("lightwhale.nocloud=maybe lightwhale.nocloud").unknown.len(), 2);
     }
 
     #[test]

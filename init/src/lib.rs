@@ -16,6 +16,7 @@ pub mod loopdev;
 pub mod mountinfo;
 pub mod mounts;
 pub mod net;
+pub mod nocloud;
 pub mod persist;
 pub mod power;
 pub mod sandbox;

@@ -30,6 +30,7 @@ let
       }) (t.system_users or [ ]);
       initramfsKernelModules = (t.initramfs or { }).kernel_modules or [ ];
       dropKernelModules = (t.prune or { }).drop_kernel_modules or [ ];
+      workspaceBinaries = (t.workspace or { }).binaries or [ ];
     };
   modules = map module names;
   all = field: concatMap (m: m.${field}) modules;
@@ -47,6 +48,8 @@ in
   systemUsers = all "systemUsers";
   initramfsKernelModules = all "initramfsKernelModules";
   dropKernelModules = all "dropKernelModules";
+  # Binaries built from this repository, installed as /usr/sbin/<name>.
+  workspaceBinaries = all "workspaceBinaries";
   # Every module must say what it needs from nixpkgs, or the Nix image would lack it.
   modulesWithoutNixPackages = map (m: m.name) (builtins.filter (m: m.nixPackages == [ ]) modules);
 }

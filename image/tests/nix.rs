@@ -65,6 +65,7 @@ fn rust_view(mods: &[Module]) -> Value {
                 "systemUsers": t.system_users,
                 "initramfsKernelModules": t.initramfs.kernel_modules,
                 "dropKernelModules": t.prune.drop_kernel_modules,
+                "workspaceBinaries": t.workspace.binaries,
             })
         })
         .collect();
@@ -86,6 +87,7 @@ fn rust_view(mods: &[Module]) -> Value {
         "systemUsers": system_users(mods),
         "initramfsKernelModules": manifest::all(mods, |m| &m.initramfs.kernel_modules),
         "dropKernelModules": manifest::all(mods, |m| &m.prune.drop_kernel_modules),
+        "workspaceBinaries": manifest::all(mods, |m| &m.workspace.binaries),
         "modulesWithoutNixPackages": mods.iter().filter(|m| m.toml.nix.packages.is_empty()).map(|m| &m.name).collect::<Vec<_>>(),
     })
 }

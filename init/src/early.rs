@@ -283,7 +283,7 @@ fn describe(r: &persist::DeviceReport) -> String {
     if r.magic {
         s.push_str(", magic header");
     }
-    if r.image.is_image() {
+    if r.image.is_image() && r.seed.is_none() {
         s.push_str(&format!(", boot image {:?}", r.image));
     }
     if let Some(sb) = &r.ext4 {

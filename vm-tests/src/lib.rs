@@ -7,6 +7,7 @@ pub mod machine;
 pub mod qemu;
 pub mod qmp;
 pub mod runner;
+pub mod seed;
 
 pub use machine::{Machine, Output};
 pub use qemu::{Boot, Config, Disk, Iface};

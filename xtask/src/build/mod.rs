@@ -108,8 +108,11 @@ fn need_root() -> Result<()> {
 }
 
 /// The key of everything the rootfs stage reads.
-fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
+fn rootfs_key(ctx: &Ctx, opts: &Options, bins: &[(String, PathBuf)]) -> Result<String> {
     let mut h = Sha256::new();
+    for (name, path) in bins {
+        h.update(format!("{name} {}", lightwhale_image::sha256_file(path).ctx("rootfs", path)?));
+    }
     let modules = ctx.root.join("modules");
     util::hash_tree(&modules, &mut h).ctx("rootfs", &modules)?;
     h.update(rootfs::RECIPE);
@@ -162,6 +165,31 @@ pub fn build_init(ctx: &Ctx) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The modules' workspace binaries (module.toml `[workspace] binaries`), built like the
+/// init (static, release) for the image's /usr/sbin. A separate cargo run from the init's,
+/// so their dependencies cannot change the init's features.
+pub fn build_workspace_binaries(ctx: &Ctx, mods: &[Module]) -> Result<Vec<(String, PathBuf)>> {
+    let names = modules::all(mods, |m| &m.workspace.binaries);
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let step = Step::start(format!("workspace binaries: static release build of {}", names.join(", ")));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&ctx.root)
+        .args(["build", "--quiet", "--release", "--target", "x86_64-unknown-linux-gnu"])
+        .arg("--target-dir")
+        .arg(ctx.root.join("target/init"))
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    for n in &names {
+        cmd.args(["-p", n]);
+    }
+    lightwhale_image::cmd::run("workspace binaries", &mut cmd, "Fix the compile error above.")?;
+    let bins: Vec<(String, PathBuf)> = names.iter().map(|n| (n.clone(), init_bin(ctx, n))).collect();
+    step.done(&bins.iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>().join(" "));
+    Ok(bins)
+}
+
 /// The initramfs with `init` as /init and the modules' stage 1 kernel modules.
 fn build_initramfs(ctx: &Ctx, mods: &[Module], init: &Path, release: &str, out: &Path) -> Result<PathBuf> {
     let kernel_modules = modules::all(mods, |m| &m.initramfs.kernel_modules);
@@ -191,13 +219,14 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
         println!("    module {}: {}", m.name, m.toml.description);
     }
     let init = build_init(ctx)?;
+    let bins = build_workspace_binaries(ctx, &mods)?;
     let p = paths(ctx);
 
     if opts.refresh {
         let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
         let _ = std::fs::remove_dir_all(&lists);
     }
-    let stamp = Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?);
+    let stamp = Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts, &bins)?);
     let tree = ctx.build.join("rootfs");
     let release_file = ctx.build.join("kernel-release");
     let release = if !opts.force && stamp.fresh() && tree.is_dir() && p.rootfs_img.is_file() && p.kernel.is_file() {
@@ -206,7 +235,7 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
     } else {
         need_root()?;
         stamp.clear();
-        let r = rootfs::build(ctx, &mods)?;
+        let r = rootfs::build(ctx, &mods, &bins)?;
         let sq = squashfs::build(&squashfs::Squashfs {
             tree: &r.tree,
             out: &ctx.build.join("rootfs.squashfs"),
@@ -218,7 +247,7 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
         squashfs::rootfs_img(&sq, &p.rootfs_img, ctx.epoch)?;
         std::fs::write(&release_file, &r.kernel_release).ctx("rootfs", &release_file)?;
         // The rootfs key may have changed if this run fetched the package lists.
-        Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?).write().ctx("rootfs", &ctx.build)?;
+        Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts, &bins)?).write().ctx("rootfs", &ctx.build)?;
         r.kernel_release
     };
 

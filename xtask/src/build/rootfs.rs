@@ -22,14 +22,15 @@ pub struct Rootfs {
     pub kernel_release: String,
 }
 
-pub fn build(ctx: &Ctx, modules: &[Module]) -> Result<Rootfs> {
+/// `bins`: the modules' workspace binaries, (name, built file).
+pub fn build(ctx: &Ctx, modules: &[Module], bins: &[(String, PathBuf)]) -> Result<Rootfs> {
     let tree = ctx.build.join("rootfs");
     ftree::remove_tree(&tree)?;
     let made = mmdebstrap(ctx, modules, &tree);
     // A failed mmdebstrap can leave its bind mounts behind; never leave them mounted.
     ftree::unmount_below(&tree);
     made?;
-    let kernel_release = customize(ctx, modules, &tree)?;
+    let kernel_release = customize(ctx, modules, bins, &tree)?;
     Ok(Rootfs { tree, kernel_release })
 }
 
@@ -173,9 +174,10 @@ fn chroot(ctx: &Ctx, tree: &Path, args: &[&str]) -> Result<String> {
 }
 
 /// Everything after the packages: module files, users, configuration, pruning, kernel.
-fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
+fn customize(ctx: &Ctx, modules: &[Module], bins: &[(String, PathBuf)], tree: &Path) -> Result<String> {
     let step = Step::start("rootfs: adding module files, users and init configuration");
     install::module_files(tree, modules, BuildPath::Debian)?;
+    install::workspace_binaries(tree, bins)?;
 
     // Debian's packages created the system accounts; the same code makes them on Nix.
     users::apply(

@@ -65,45 +65,29 @@ fn whats(r: &[Refused]) -> Vec<String> {
     r.iter().map(|r| r.what.clone()).collect()
 }
 
-/// The README's example: everything Lightwhale reads in one seed.
-pub const README_USER_DATA: &str = r#"#cloud-config
-hostname: web1
-fqdn: web1.example.com
-ssh_authorized_keys:
-  - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGmOCkmqm2GFfaEfOa0CkWGlnDIU1BEXvAYUhhPvJ1yb admin@laptop
-password: $6$rounds=4096$Gf4hFUG0HuTbOfUq$9R.Hq2VqvKw6W6mFP4sP6zY2h8D3rU8V6x9L0Q6bE3fP7y7i2H5g1K9J8x2mGZ0cQ7Qk1fZ3yT4nR5sW6vX7u.
-users:
-  - default
-  - name: deploy
-    groups: [docker]
-    shell: /bin/bash
-    sudo: ALL=(ALL) NOPASSWD:ALL
-    ssh_authorized_keys:
-      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF1Lq3HPLcM1Tu2Sxkf0mhEY0B+Ov6JgSqE2t2RYi6Ce ci@builder
-write_files:
-  - path: /etc/lightwhale/compose/whoami/compose.yaml
-    permissions: '0644'
-    content: |
-      services:
-        whoami:
-          image: traefik/whoami
-          ports: ["80:80"]
-          restart: unless-stopped
-ntp:
-  servers: [ntp.example.com]
-  pools: [2.debian.pool.ntp.org]
-runcmd:
-  - echo this is not run
-"#;
+/// The README's example (modules/provision/example/user-data): everything Lightwhale
+/// reads in one seed.
+pub fn readme_user_data() -> String {
+    include_str!("../../../modules/provision/example/user-data").to_string()
+}
+
+#[test]
+fn the_readme_shows_the_example_verbatim() {
+    // The flake's sources leave the README out; the Debian path always has it.
+    if let Ok(readme) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")) {
+        assert!(readme.contains(&format!("```yaml\n{}```", readme_user_data())), "README and example differ");
+    }
+}
 
 #[test]
 fn the_readme_example_parses_and_plans_as_documented() {
-    let p = parse_all("instance-id: web1-2026-01\nlocal-hostname: web1\n", README_USER_DATA, None);
+    let meta = include_str!("../../../modules/provision/example/meta-data");
+    let p = parse_all(meta, &readme_user_data(), None);
     assert_eq!(p.errors, Vec::<String>::new());
     assert_eq!(p.instance_id, "web1-2026-01");
     assert!(!p.instance_id_from_content);
     assert!(p.unknown_keys.is_empty(), "{:?}", p.unknown_keys);
-    assert_eq!(whats(&p.refused), vec!["user-data: runcmd"]);
+    assert!(p.refused.is_empty(), "{:?}", p.refused);
     let u = &p.user;
     assert_eq!(u.op_keys.len(), 1);
     assert_eq!(u.passwords[0].0, "op");
@@ -496,7 +480,7 @@ mod on_disk {
     fn the_readme_example_on_a_scratch_root() {
         let dir = scratch("readme");
         let root = apply::Root { dir: &dir };
-        let p = parse_all("instance-id: i", README_USER_DATA, None);
+        let p = parse_all("instance-id: i", &readme_user_data(), None);
         let acc = apply::read_accounts(&root);
         let fs = filesystems();
         let plan = plan::plan(

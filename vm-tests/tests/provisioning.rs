@@ -217,9 +217,12 @@ fn provisioning_walkthrough() -> Result<(), VmError> {
     assert_eq!(ssh.run_retry(Auth::Password("opsecret"), "hostname", 5 * MIN)?.trim(), "second");
     m.login("op", "opsecret", 5 * MIN)?;
     assert_eq!(m.succeed("cat /etc/lightwhale/applied.log", MIN)?, "applied\napplied\n");
-    m.wait_until_succeeds("grep -q 'using static address 10.0.2.15/24' /var/log/dhcpcd.log", 2 * MIN)?;
-    assert!(m.succeed("ip -4 -o addr show eth0", MIN)?.contains("10.0.2.15/24"));
+    // QEMU's DHCP server hands out the same address, so the proof of a static one: no
+    // lease ("dynamic", a finite lifetime) and a search domain DHCP does not give.
+    let addr = m.wait_until_succeeds("ip -4 -o addr show eth0 | grep 10.0.2.15/24", 2 * MIN)?;
+    assert!(!addr.contains("dynamic") && addr.contains("valid_lft forever"), "{addr}");
     assert!(m.succeed("cat /etc/resolv.conf", MIN)?.contains("search lightwhale.test"));
+    assert!(m.succeed("cat /etc/dhcpcd.conf", MIN)?.contains("interface eth0\n  static ip_address=10.0.2.15/24\n"));
     assert!(m.succeed("ip route show default", MIN)?.contains("via 10.0.2.2"));
     let page = host::http_get_retry(m.host_port(80), "/", 5 * MIN)?;
     assert!(page.contains("provisioned by a seed"), "{page}");
@@ -232,7 +235,7 @@ fn provisioning_walkthrough() -> Result<(), VmError> {
     seed::write_dir(
         &bad_dir,
         "instance-id: lw-bad\nlocal-hostname: ramonly\n",
-        "#cloud-config\nhostname: x\nusers:\n  - name: a\n   groups: [x\n",
+        "#cloud-config\nhostname: web\nusers:\n  - name: a\n   groups: [x\nssh_pwauth: false\n",
         None,
     )?;
     seed::vfat(&bad_dir, &bad_img)?;

@@ -157,7 +157,9 @@ fn yaml_error(file: &str, e: &serde_saphyr::Error) -> String {
     match e.location() {
         Some(l) => {
             let prefix = format!("line {} column {}: ", l.line(), l.column());
-            format!("{file} line {} column {}: {}", l.line(), l.column(), text.trim_start_matches(&prefix))
+            let suffix = format!(" at line {}, column {}", l.line(), l.column());
+            let text = text.trim_start_matches(&prefix).trim_end_matches(&suffix);
+            format!("{file} line {} column {}: {text}", l.line(), l.column())
         }
         None => format!("{file}: {text}"),
     }

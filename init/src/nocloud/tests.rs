@@ -358,6 +358,7 @@ fn malformed_files_are_one_line_naming_the_file_and_the_line() {
     assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
     assert!(p.errors[0].starts_with("user-data line 5 column "), "{}", p.errors[0]);
     assert!(!p.errors[0].contains('\n'), "one line: {:?}", p.errors[0]);
+    assert!(p.errors[0].ends_with("did not find expected '-' indicator"), "said once: {:?}", p.errors[0]);
     assert_eq!(p.user, parse::UserData::default(), "the whole user-data is left out");
     assert_eq!(plan_of(&p).hostname.as_deref(), Some("still-applied\n"), "meta-data still counts");
     let typed =

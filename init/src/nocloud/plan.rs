@@ -4,7 +4,7 @@
 //! does the writing.
 
 use super::network::{self, Nic};
-use super::parse::{looks_hashed, Parsed};
+use super::parse::{looks_hashed, NewUser, Parsed};
 use super::{Refused, DEFAULT_USER};
 use crate::accounts::{Accounts, Home};
 use crate::config::Filesystems;
@@ -254,81 +254,10 @@ fn accounts(p: &Parsed, env: &Env, acc: &mut Accounts, plan: &mut Plan) {
         }
     }
     for nu in &u.users {
-        let what = format!("users: {}", nu.name);
-        if !valid_name(&nu.name) {
-            plan.refuse(what, "not a valid user name (lower case letters, digits, _ and -)");
-            continue;
+        match user_refusal(nu, acc) {
+            Some(why) => plan.refuse(format!("users: {}", nu.name), why),
+            None => user(nu, env, acc, plan),
         }
-        if !regular(acc, &nu.name) {
-            plan.refuse(what, "a system account (uid below 1000) is not changed from a seed");
-            continue;
-        }
-        if acc.user(&nu.name).is_none() && acc.group_id(&nu.name).is_some() {
-            plan.refuse(what, format!("a group named {} exists; the user's own group would clash", nu.name));
-            continue;
-        }
-        let bad_groups: Vec<&String> = nu.groups.iter().filter(|g| !valid_name(g)).collect();
-        if !bad_groups.is_empty() {
-            plan.refuse(what, format!("group names {bad_groups:?} are not valid"));
-            continue;
-        }
-        if let Some(s) = nu.shell.as_deref().filter(|s| !s.starts_with('/') || !one_field(s)) {
-            plan.refuse(what, format!("shell {s:?} is not an absolute path"));
-            continue;
-        }
-        let mut created_groups = Vec::new();
-        for g in &nu.groups {
-            if acc.group_id(g).is_none() {
-                match acc.ensure_group(g) {
-                    Ok(_) => created_groups.push(g.clone()),
-                    Err(e) => plan.errors.push(e.to_string()),
-                }
-            }
-        }
-        let shell = nu.shell.clone().unwrap_or_else(|| "/bin/bash".into());
-        let home = match acc.add_user(&nu.name, &nu.groups, &shell, env.lastchg) {
-            Ok(h) => h,
-            Err(e) => {
-                plan.errors.push(e.to_string());
-                continue;
-            }
-        };
-        let new = home.is_some();
-        if let Some(h) = home {
-            plan.homes.push(h);
-        } else if let Some(s) = &nu.shell {
-            let _ = acc.set_shell(&nu.name, s);
-        }
-        if let Some(g) = nu.gecos.as_deref() {
-            if one_field(g) {
-                let _ = acc.set_gecos(&nu.name, g);
-            } else {
-                plan.refuse(format!("users: {} gecos", nu.name), "contains : or a line break");
-            }
-        }
-        let mut notes = Vec::new();
-        if let Some(h) = &nu.hash {
-            if looks_hashed(h) && one_field(h) {
-                let _ = acc.set_password(&nu.name, h);
-                notes.push("password set");
-            } else {
-                plan.refuse(format!("users: {} hashed_passwd", nu.name), "not a crypt hash ($6$... or $y$...)");
-            }
-        }
-        if nu.lock {
-            let _ = acc.lock_password(&nu.name);
-            notes.push("password login locked");
-        }
-        if !created_groups.is_empty() {
-            plan.done.push(format!("groups {} added for {}", created_groups.join(", "), nu.name));
-        }
-        plan.done.push(format!(
-            "user {} {}{}{}",
-            nu.name,
-            if new { "added" } else { "updated" },
-            if nu.groups.is_empty() { String::new() } else { format!(" (groups {})", nu.groups.join(", ")) },
-            if notes.is_empty() { String::new() } else { format!(", {}", notes.join(", ")) }
-        ));
     }
     for (g, members) in &u.groups {
         for m in members {
@@ -354,6 +283,81 @@ fn accounts(p: &Parsed, env: &Env, acc: &mut Accounts, plan: &mut Plan) {
             plan.done.push(format!("password of {user} set"));
         }
     }
+}
+
+/// Why a `users:` entry cannot be applied at all, if it cannot.
+fn user_refusal(nu: &NewUser, acc: &Accounts) -> Option<String> {
+    if !valid_name(&nu.name) {
+        return Some("not a valid user name (lower case letters, digits, _ and -)".into());
+    }
+    if !regular(acc, &nu.name) {
+        return Some("a system account (uid below 1000) is not changed from a seed".into());
+    }
+    if acc.user(&nu.name).is_none() && acc.group_id(&nu.name).is_some() {
+        return Some(format!("a group named {} exists; the user's own group would clash", nu.name));
+    }
+    let bad_groups: Vec<&String> = nu.groups.iter().filter(|g| !valid_name(g)).collect();
+    if !bad_groups.is_empty() {
+        return Some(format!("group names {bad_groups:?} are not valid"));
+    }
+    if let Some(s) = nu.shell.as_deref().filter(|s| !s.starts_with('/') || !one_field(s)) {
+        return Some(format!("shell {s:?} is not an absolute path"));
+    }
+    None
+}
+
+/// Adds or updates one (valid) `users:` entry: its missing groups, the account, gecos,
+/// password hash and lock.
+fn user(nu: &NewUser, env: &Env, acc: &mut Accounts, plan: &mut Plan) {
+    let mut created_groups = Vec::new();
+    let missing: Vec<&String> = nu.groups.iter().filter(|g| acc.group_id(g).is_none()).collect();
+    for g in missing {
+        match acc.ensure_group(g) {
+            Ok(_) => created_groups.push(g.clone()),
+            Err(e) => plan.errors.push(e.to_string()),
+        }
+    }
+    let shell = nu.shell.clone().unwrap_or_else(|| "/bin/bash".into());
+    let home = match acc.add_user(&nu.name, &nu.groups, &shell, env.lastchg) {
+        Ok(h) => h,
+        Err(e) => return plan.errors.push(e.to_string()),
+    };
+    let new = home.is_some();
+    if let Some(h) = home {
+        plan.homes.push(h);
+    } else if let Some(s) = &nu.shell {
+        let _ = acc.set_shell(&nu.name, s);
+    }
+    if let Some(g) = nu.gecos.as_deref() {
+        if one_field(g) {
+            let _ = acc.set_gecos(&nu.name, g);
+        } else {
+            plan.refuse(format!("users: {} gecos", nu.name), "contains : or a line break");
+        }
+    }
+    let mut notes = Vec::new();
+    if let Some(h) = &nu.hash {
+        if looks_hashed(h) && one_field(h) {
+            let _ = acc.set_password(&nu.name, h);
+            notes.push("password set");
+        } else {
+            plan.refuse(format!("users: {} hashed_passwd", nu.name), "not a crypt hash ($6$... or $y$...)");
+        }
+    }
+    if nu.lock {
+        let _ = acc.lock_password(&nu.name);
+        notes.push("password login locked");
+    }
+    if !created_groups.is_empty() {
+        plan.done.push(format!("groups {} added for {}", created_groups.join(", "), nu.name));
+    }
+    plan.done.push(format!(
+        "user {} {}{}{}",
+        nu.name,
+        if new { "added" } else { "updated" },
+        if nu.groups.is_empty() { String::new() } else { format!(" (groups {})", nu.groups.join(", ")) },
+        if notes.is_empty() { String::new() } else { format!(", {}", notes.join(", ")) }
+    ));
 }
 
 fn ssh_and_sudo(p: &Parsed, acc: &Accounts, plan: &mut Plan) {

@@ -142,10 +142,10 @@ fn provisioning_walkthrough() -> Result<(), VmError> {
     m.wait_for_console_text("scan: vda", 5 * MIN)?;
     m.wait_for_console_text("cidata seed (iso9660)", MIN)?;
     m.wait_for_console_line("nocloud: seed on vda (iso9660), instance-id lw-test-1", 5 * MIN)?;
-    let refused = m.wait_for_console_line("nocloud: write_files /usr/bin/evil refused:", MIN)?;
-    assert!(refused.contains("read-only image"), "{refused}");
     let ignored = m.wait_for_console_line("nocloud: not supported, ignored:", MIN)?;
     assert!(ignored.contains("user-data: timezone"), "{ignored}");
+    let refused = m.wait_for_console_line("nocloud: write_files /usr/bin/evil refused:", MIN)?;
+    assert!(refused.contains("read-only image"), "{refused}");
     let applied = m.wait_for_console_line("lightwhale: nocloud seed:", MIN)?;
     println!("TIMING {applied}");
     assert!(applied.contains("instance lw-test-1 applied"), "{applied}");

@@ -251,8 +251,9 @@ fn provisioning_walkthrough() -> Result<(), VmError> {
     assert!(st["errors"][0].as_str().is_some_and(|e| e.starts_with("user-data line 5")), "{st}");
     m.shutdown()?;
 
-    // lightwhale.nocloud=off: the seed is seen and left alone.
-    let mut config = Config::new(a.kernel_boot("lightwhale.persistence=tmpfs lightwhale.nocloud=off")?);
+    // lightwhale.nocloud=off: the seed is seen and left alone. (With
+    // lightwhale.persistence=tmpfs as well, no device would be looked at at all.)
+    let mut config = Config::new(a.kernel_boot("lightwhale.nocloud=off")?);
     config.seed = Some(seed_img);
     config.forwards.clear();
     let mut m = Machine::start("provisioning-off", config)?;

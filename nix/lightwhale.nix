@@ -11,7 +11,7 @@ let
 
   # The workspace without the Nix files, docs and CI: editing the README rebuilds nothing.
   root = toString ../.;
-  kept = [ "Cargo.toml" "Cargo.lock" "rustfmt.toml" ".cargo" "init" "image" "xtask" "vm-tests" "tests" "modules" ];
+  kept = [ "Cargo.toml" "Cargo.lock" "rustfmt.toml" ".cargo" "init" "image" "compose-apps" "xtask" "vm-tests" "tests" "modules" ];
   src = builtins.path {
     name = "lightwhale-source";
     path = ../.;
@@ -81,8 +81,18 @@ let
     let m = builtins.match "([^:]+):(.+)" spec;
     in if m == null then throw "a [nix] link must be `attribute:path`, not `${spec}`"
        else { package = attr (builtins.elemAt m 0); path = builtins.elemAt m 1; };
-  links = builtins.mapAttrs (_: spec: let l = linkSpec spec; in "${l.package}/${l.path}") manifest.nixLinks;
-  linkPackages = map (spec: (linkSpec spec).package) (builtins.attrValues manifest.nixLinks);
+  # The modules' workspace binaries (module.toml `[workspace] binaries`), linked where the
+  # Debian path copies them: /usr/sbin/<name> (lightwhale_image::install::workspace_binary_path).
+  workspaceBinaries = builtins.listToAttrs (map (name: {
+    inherit name;
+    value = workspaceBinary { pname = name; package = name; };
+  }) manifest.workspaceBinaries);
+  binaryLinks = builtins.listToAttrs (map (name: {
+    name = "usr/sbin/${name}";
+    value = "${workspaceBinaries.${name}}/bin/${name}";
+  }) manifest.workspaceBinaries);
+  links = builtins.mapAttrs (_: spec: let l = linkSpec spec; in "${l.package}/${l.path}") manifest.nixLinks // binaryLinks;
+  linkPackages = map (spec: (linkSpec spec).package) (builtins.attrValues manifest.nixLinks) ++ builtins.attrValues workspaceBinaries;
   # The store cannot hold setuid files; the image gets a setuid copy.
   setuid = { "usr/bin/sudo" = "${pkgs.sudo}/bin/sudo"; };
   closure = pkgs.closureInfo { rootPaths = [ env pkgs.linux-pam pkgs.sudo ] ++ linkPackages; };
@@ -146,7 +156,7 @@ let
           --set-default LIGHTWHALE_ISO ${iso}/lightwhale.iso \
           --set-default LIGHTWHALE_OVMF_CODE ${ovmf.LIGHTWHALE_OVMF_CODE} \
           --set-default LIGHTWHALE_OVMF_VARS ${ovmf.LIGHTWHALE_OVMF_VARS} \
-          --prefix PATH : ${lib.makeBinPath [ pkgs.qemu ]}
+          --prefix PATH : ${lib.makeBinPath [ pkgs.qemu pkgs.libisoburn ]}
       '';
     };
   };

@@ -31,6 +31,7 @@ let
       initramfsKernelModules = (t.initramfs or { }).kernel_modules or [ ];
       dropKernelModules = (t.prune or { }).drop_kernel_modules or [ ];
       requireKernelModules = (t.prune or { }).require_kernel_modules or [ ];
+      workspaceBinaries = (t.workspace or { }).binaries or [ ];
     };
   modules = map module names;
   all = field: concatMap (m: m.${field}) modules;
@@ -49,6 +50,8 @@ in
   initramfsKernelModules = all "initramfsKernelModules";
   dropKernelModules = all "dropKernelModules";
   requireKernelModules = all "requireKernelModules";
+  # Binaries built from this repository, installed as /usr/sbin/<name>.
+  workspaceBinaries = all "workspaceBinaries";
   # Every module must say what it needs from nixpkgs, or the Nix image would lack it.
   modulesWithoutNixPackages = map (m: m.name) (builtins.filter (m: m.nixPackages == [ ]) modules);
 }

@@ -60,6 +60,26 @@ pub fn module_files(tree: &Path, modules: &[Module], path: BuildPath) -> Result<
     Ok(())
 }
 
+/// Where a module's workspace binary goes in the image (module.toml `[workspace] binaries`);
+/// the flake links the same path to the binary it builds.
+pub fn workspace_binary_path(name: &str) -> String {
+    format!("usr/sbin/{name}")
+}
+
+/// Copies the modules' workspace binaries, built for the image, into it (mode 0755).
+pub fn workspace_binaries(tree: &Path, bins: &[(String, std::path::PathBuf)]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for (name, built) in bins {
+        let dst = tree.join(workspace_binary_path(name));
+        if let Some(d) = dst.parent() {
+            std::fs::create_dir_all(d).ctx(STEP, d)?;
+        }
+        std::fs::copy(built, &dst).ctx(STEP, built)?;
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).ctx(STEP, &dst)?;
+    }
+    Ok(())
+}
+
 /// The release file's text, in os-release's format (it is the system's os-release too).
 /// `origin` names where the packages came from (`DEBIAN_SUITE=trixie`, or the nixpkgs
 /// revision).

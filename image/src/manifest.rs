@@ -31,6 +31,18 @@ pub struct ModuleToml {
     pub system_users: Vec<SystemUser>,
     #[serde(default)]
     pub prune: Prune,
+    #[serde(default)]
+    pub workspace: Workspace,
+}
+
+/// What the module takes from this repository itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workspace {
+    /// Workspace binaries (each the package and binary of that name), installed as
+    /// /usr/sbin/<name> on both build paths.
+    #[serde(default)]
+    pub binaries: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -218,6 +230,8 @@ mod tests {
                 m.name
             );
         }
+        let bins = all(&mods, |m| &m.workspace.binaries);
+        assert!(bins.contains(&"lightwhale-compose-apps".to_string()), "{bins:?}");
         let op = mods.iter().flat_map(|m| &m.toml.users).find(|u| u.name == "op").unwrap();
         assert_eq!(op.groups, vec!["sudo".to_string(), "docker".to_string()]);
     }

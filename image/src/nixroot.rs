@@ -180,14 +180,6 @@ pub fn build(r: &NixRoot) -> Result<Vec<String>> {
     }
     let mut pseudo = vec![pseudo_mode("tmp", 0o1777, 0, 0)?, pseudo_mode("var/tmp", 0o1777, 0, 0)?];
 
-    let store_paths = std::fs::read_to_string(r.store_paths).ctx(STEP, r.store_paths)?;
-    let mut manifest_lines = Vec::new();
-    for line in store_paths.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        copy_store_path(tree, Path::new(line))?;
-        manifest_lines.push(Path::new(line).file_name().unwrap_or_default().to_string_lossy().into_owned());
-    }
-    manifest_lines.sort();
-
     for (rel, target) in program_links(r.env, &list_programs(r.env)?) {
         symlink(tree, &rel, &target)?;
     }
@@ -235,8 +227,18 @@ pub fn build(r: &NixRoot) -> Result<Vec<String>> {
 
     let release = install::release_text(r.version, r.build_id, r.epoch, ("NIXPKGS", r.nixpkgs));
     install::write_release(tree, &release)?;
-    install::write(tree, "usr/share/lightwhale/manifest", &(manifest_lines.join("\n") + "\n"))?;
     install::remove_machine_state(tree)?;
+
+    // The closure last: the tidying above is for the files this build made, never for a
+    // store path (a store below /tmp, as a test's may be, would otherwise be emptied).
+    let store_paths = std::fs::read_to_string(r.store_paths).ctx(STEP, r.store_paths)?;
+    let mut manifest_lines = Vec::new();
+    for line in store_paths.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        copy_store_path(tree, Path::new(line))?;
+        manifest_lines.push(Path::new(line).file_name().unwrap_or_default().to_string_lossy().into_owned());
+    }
+    manifest_lines.sort();
+    install::write(tree, "usr/share/lightwhale/manifest", &(manifest_lines.join("\n") + "\n"))?;
     Ok(pseudo)
 }
 
@@ -253,8 +255,7 @@ mod tests {
 
     impl Fake {
         fn new(name: &str) -> Fake {
-            // Not below /tmp: the image's /tmp is emptied, and the fake store's paths are
-            // copied into the tree at their own absolute paths.
+            // The fake store's paths are copied into the tree at their own absolute paths.
             let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../target/test-scratch")
                 .join(format!("nixroot-{name}-{}", std::process::id()));

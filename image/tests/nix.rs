@@ -66,6 +66,7 @@ fn rust_view(mods: &[Module]) -> Value {
                 "initramfsKernelModules": t.initramfs.kernel_modules,
                 "dropKernelModules": t.prune.drop_kernel_modules,
                 "requireKernelModules": t.prune.require_kernel_modules,
+                "workspaceBinaries": t.workspace.binaries,
             })
         })
         .collect();
@@ -88,6 +89,7 @@ fn rust_view(mods: &[Module]) -> Value {
         "initramfsKernelModules": manifest::all(mods, |m| &m.initramfs.kernel_modules),
         "dropKernelModules": manifest::all(mods, |m| &m.prune.drop_kernel_modules),
         "requireKernelModules": manifest::all(mods, |m| &m.prune.require_kernel_modules),
+        "workspaceBinaries": manifest::all(mods, |m| &m.workspace.binaries),
         "modulesWithoutNixPackages": mods.iter().filter(|m| m.toml.nix.packages.is_empty()).map(|m| &m.name).collect::<Vec<_>>(),
     })
 }

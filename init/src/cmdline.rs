@@ -43,9 +43,16 @@ pub enum PersistenceMode {
     Tmpfs,
 }
 
+/// The options this file understands, for the warning about an unknown one.
+pub const KNOWN: &str =
+    "lightwhale.persistence=auto|tmpfs, lightwhale.debug, lightwhale.settle=SECONDS, lightwhale.seccomp=log, lightwhale.nocloud=on|off";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub persistence: PersistenceMode,
+    /// Read a cloud-init NoCloud seed (a `cidata` filesystem) at boot; `lightwhale.nocloud=off`
+    /// ignores seeds.
+    pub nocloud: bool,
     pub debug: bool,
     /// The longest the early boot waits for block devices before scanning. It stops as soon
     /// as they have settled; this bound only matters while devices keep appearing (slow
@@ -62,6 +69,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             persistence: PersistenceMode::Auto,
+            nocloud: true,
             debug: false,
             settle: Duration::from_secs(15),
             seccomp: crate::seccomp::Mode::Enforce,
@@ -87,6 +95,8 @@ pub fn parse(cmdline: &str) -> Options {
             ("debug", Some("0") | Some("off")) => opts.debug = false,
             ("seccomp", Some("log")) => opts.seccomp = crate::seccomp::Mode::Log,
             ("seccomp", Some("enforce")) => opts.seccomp = crate::seccomp::Mode::Enforce,
+            ("nocloud", Some("on") | Some("1")) => opts.nocloud = true,
+            ("nocloud", Some("off") | Some("0")) => opts.nocloud = false,
             ("settle", Some(v)) => match parse_seconds(v) {
                 Some(d) => opts.settle = d,
                 None => opts.unknown.push(word.to_string()),
@@ -152,6 +162,15 @@ mod tests {
         assert_eq!(parse("lightwhale.seccomp=log").seccomp, crate::seccomp::Mode::Log);
         assert_eq!(parse("").seccomp, crate::seccomp::Mode::Enforce);
         assert_eq!(parse("lightwhale.seccomp=off").unknown, vec!["lightwhale.seccomp=off".to_string()]);
+    }
+
+    #[test]
+    fn nocloud_on_by_default_and_off_on_request() {
+        assert!(parse("console=ttyS0").nocloud);
+        let o = parse("lightwhale.nocloud=off");
+        assert!(!o.nocloud && o.unknown.is_empty());
+        assert!(parse("lightwhale.nocloud=off lightwhale.nocloud=on").nocloud);
+        assert_eq!(parse("lightwhale.nocloud=maybe lightwhale.nocloud").unknown.len(), 2);
     }
 
     #[test]

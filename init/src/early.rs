@@ -96,7 +96,7 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
     ));
 
     let step = logger::Step::start("persistence ready");
-    let persistence = persistence(opts)?;
+    let (persistence, reports) = persistence(opts)?;
     step.done(&match &persistence {
         Persistence::Device { device, claimed, uuid } => format!(
             "{device} (ext4 {uuid}) mounted at {}{}",
@@ -138,27 +138,45 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
         }
         Err(e) => log::warn!("logs: could not put the logs on the persistence disk: {e}; they stay in RAM"),
     }
+    // The seed is applied to the persisted /etc, before any service reads it.
+    crate::nocloud::provision(opts, &reports, &config, &loader);
     Ok(Early { config, loader, persistence, image_shadow })
 }
 
-fn persistence(opts: &Options) -> Result<Persistence, EarlyError> {
+/// Persistence for this boot, and the scan's reports (the NoCloud seed is found in them).
+fn persistence(opts: &Options) -> Result<(Persistence, Vec<persist::DeviceReport>), EarlyError> {
     let target = Path::new(persist::MOUNT_POINT);
-    let reports = if opts.persistence == PersistenceMode::Tmpfs {
+    // lightwhale.persistence=tmpfs ignores devices for persistence; the scan still runs
+    // (it only reads) when a seed may be wanted.
+    let reports = if opts.persistence == PersistenceMode::Tmpfs && !opts.nocloud {
         Vec::new()
     } else {
         match scan_sandboxed() {
             Ok(r) => r,
+            Err(e) if opts.persistence == PersistenceMode::Tmpfs => {
+                log::error!("the device scan failed: {e}");
+                Vec::new()
+            }
             Err(e) => {
                 log::error!("the device scan failed, persistence is OFF for this boot: {e}");
                 pmount::mount_tmpfs(target)?;
-                return Ok(Persistence::Tmpfs { reason: format!("scan failed: {e}") });
+                return Ok((Persistence::Tmpfs { reason: format!("scan failed: {e}") }, Vec::new()));
             }
         }
     };
-    for r in &reports {
+    let persistence = persistence_from(opts, &reports, target)?;
+    Ok((persistence, reports))
+}
+
+fn persistence_from(
+    opts: &Options,
+    reports: &[persist::DeviceReport],
+    target: &Path,
+) -> Result<Persistence, EarlyError> {
+    for r in reports {
         log::info!("scan: {}", describe(r));
     }
-    let decision = decide(opts.persistence, &reports);
+    let decision = decide(opts.persistence, reports);
     for n in &decision.notes {
         log::info!("persistence: {n}");
     }
@@ -276,11 +294,14 @@ fn describe(r: &persist::DeviceReport) -> String {
     if r.magic {
         s.push_str(", magic header");
     }
-    if r.image.is_image() {
+    if r.image.is_image() && r.seed.is_none() {
         s.push_str(&format!(", boot image {:?}", r.image));
     }
     if let Some(sb) = &r.ext4 {
         s.push_str(&format!(", ext4 label {:?}", sb.label));
+    }
+    if let Some(fs) = r.seed {
+        s.push_str(&format!(", cidata seed ({})", fs.fstype()));
     }
     s
 }

@@ -1,6 +1,7 @@
 //! Lightwhale's init. `main.rs` runs it as PID 1; the library exposes the pure parts
 //! (and the device I/O the host tests drive on loop devices).
 
+pub mod accounts;
 pub mod clock;
 pub mod cmdline;
 pub mod coldplug;
@@ -19,6 +20,7 @@ pub mod loopdev;
 pub mod mountinfo;
 pub mod mounts;
 pub mod net;
+pub mod nocloud;
 pub mod password;
 pub mod persist;
 pub mod power;

@@ -49,7 +49,7 @@ pub fn run() -> Result<cmdline::Options, Stage1Error> {
     logger::init(opts.debug);
     log::info!("init started: Lightwhale {} stage 1 (initramfs)", env!("CARGO_PKG_VERSION"));
     for u in &opts.unknown {
-        log::warn!("unknown kernel option {u} ignored (known: lightwhale.persistence=auto|tmpfs, lightwhale.debug, lightwhale.settle=SECONDS, lightwhale.seccomp=log)");
+        log::warn!("unknown kernel option {u} ignored (known: {})", cmdline::KNOWN);
     }
 
     load_initramfs_modules()?;

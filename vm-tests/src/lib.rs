@@ -7,6 +7,7 @@ pub mod machine;
 pub mod qemu;
 pub mod qmp;
 pub mod runner;
+pub mod seed;
 pub mod segment;
 
 pub use machine::{Machine, Output};

@@ -81,6 +81,8 @@ pub struct Config {
     pub cpus: u32,
     /// Extra disks in order; the first IDE disk is the primary master.
     pub disks: Vec<Disk>,
+    /// A cloud-init NoCloud seed image, attached read-only as a virtio disk.
+    pub seed: Option<PathBuf>,
     /// (host port on 127.0.0.1, guest port)
     pub forwards: Vec<(u16, u16)>,
     /// Writable copy of the UEFI variable store (needed when `uefi`).
@@ -124,6 +126,7 @@ impl Config {
             memory_mb: 2048,
             cpus: 2,
             disks: Vec::new(),
+            seed: None,
             forwards: vec![(10022, 22), (10080, 80)],
             ovmf_vars: None,
             qmp: None,
@@ -164,6 +167,11 @@ impl Config {
         // Disks first so the persistence disk is the IDE primary master, as in the guide.
         for d in &self.disks {
             drive(&mut a, &mut ide_index, &d.path, d.iface, false, d.snapshot);
+        }
+        if let Some(seed) = &self.seed {
+            let p = seed.display().to_string().replace(',', ",,");
+            a.push("-drive".into());
+            a.push(format!("file={p},format=raw,if=virtio,readonly=on"));
         }
         match &self.boot {
             Boot::Cdrom(iso) => {
@@ -267,6 +275,13 @@ mod tests {
         assert!(a.contains("hostfwd=tcp:127.0.0.1:10022-:22,hostfwd=tcp:127.0.0.1:10080-:80"));
         assert!(a.contains("-m 2048"));
         assert!(a.contains("-accel tcg"));
+    }
+
+    #[test]
+    fn a_seed_is_a_read_only_virtio_disk() {
+        let mut c = Config::new(Boot::Cdrom("x.iso".into()));
+        c.seed = Some("seed.iso".into());
+        assert!(c.args().join(" ").contains("-drive file=seed.iso,format=raw,if=virtio,readonly=on"));
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct RunArgs {
     /// CPU acceleration: KVM where /dev/kvm works and the CPU has vmx or svm, else TCG.
     #[arg(long, value_enum)]
     pub accel: Option<crate::qemu::Accel>,
+    /// Provision the machine from a cloud-init NoCloud seed: DIR holds meta-data, user-data
+    /// and optionally network-config; it is made into an ISO labelled cidata and attached.
+    #[arg(long, value_name = "DIR")]
+    pub seed: Option<PathBuf>,
 }
 
 /// Checks the options before anything starts: a missing disk is one line that says how
@@ -37,6 +41,9 @@ pub fn check(args: &RunArgs) -> Result<(), VmError> {
                 p.display()
             )));
         }
+    }
+    if let Some(dir) = &args.seed {
+        crate::seed::check_dir(dir)?;
     }
     Ok(())
 }
@@ -51,6 +58,12 @@ pub fn config(iso: &Path, args: &RunArgs, scratch: &Path) -> Result<Config, VmEr
     config.memory_mb = args.memory;
     if let Some(a) = args.accel {
         config.accel = a;
+    }
+    if let Some(dir) = &args.seed {
+        std::fs::create_dir_all(scratch).map_err(|e| VmError::Setup(format!("{}: {e}", scratch.display())))?;
+        let image = scratch.join("seed.iso");
+        crate::seed::iso(dir, &image)?;
+        config.seed = Some(image);
     }
     config.interactive = true;
     if args.uefi {
@@ -97,6 +110,7 @@ mod tests {
             as_disk: false,
             memory: 2048,
             accel: None,
+            seed: None,
         };
         let e = config(Path::new("x.iso"), &args, Path::new("/tmp")).unwrap_err().to_string();
         assert!(e.contains("truncate -s 2G /nonexistent/p.img") && e.contains("lightwhale-please-format-me"), "{e}");
@@ -104,9 +118,42 @@ mod tests {
 
     #[test]
     fn options_reach_the_command_line() {
-        let args = RunArgs { disks: vec![], uefi: false, as_disk: true, memory: 1024, accel: Some(crate::Accel::Tcg) };
+        let args = RunArgs {
+            disks: vec![],
+            uefi: false,
+            as_disk: true,
+            memory: 1024,
+            accel: Some(crate::Accel::Tcg),
+            seed: None,
+        };
         let a = config(Path::new("x.iso"), &args, Path::new("/tmp")).unwrap().args().join(" ");
         assert!(a.contains("-m 1024") && a.contains("virtio-blk-pci,drive=bootiso"), "{a}");
         assert!(a.contains("-accel tcg") && a.contains("-cpu max"), "{a}");
+    }
+
+    #[test]
+    fn a_seed_directory_becomes_an_attached_cidata_image() {
+        let dir = std::env::temp_dir().join(format!("lw-runner-seed-{}", std::process::id()));
+        let src = dir.join("seed");
+        crate::seed::write_dir(&src, "instance-id: r\n", "#cloud-config\n", None).unwrap();
+        let args = RunArgs {
+            disks: vec![],
+            uefi: false,
+            as_disk: false,
+            memory: 2048,
+            accel: Some(crate::Accel::Tcg),
+            seed: Some(src),
+        };
+        let a = config(Path::new("x.iso"), &args, &dir.join("scratch")).unwrap().args().join(" ");
+        assert!(
+            a.contains(&format!("file={},format=raw,if=virtio,readonly=on", dir.join("scratch/seed.iso").display())),
+            "{a}"
+        );
+        let missing = RunArgs { seed: Some(dir.join("nope")), ..args };
+        assert!(config(Path::new("x.iso"), &missing, &dir.join("scratch"))
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

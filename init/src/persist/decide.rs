@@ -25,6 +25,9 @@ pub struct DeviceReport {
     pub magic: bool,
     pub image: ImageKind,
     pub ext4: Option<Superblock>,
+    /// A cloud-init NoCloud seed (a filesystem labelled `cidata`): never claimed.
+    #[serde(default)]
+    pub seed: Option<crate::nocloud::seed::SeedFs>,
 }
 
 impl DeviceReport {
@@ -68,9 +71,14 @@ pub fn decide(mode: PersistenceMode, devices: &[DeviceReport]) -> Decision {
         d.parent.as_deref().is_some_and(|p| devices.iter().any(|x| x.name == p && x.magic && !x.image.is_image()))
     };
 
+    let holds_seed = |d: &DeviceReport| {
+        devices.iter().any(|x| x.seed.is_some() && (x.name == d.name || x.parent.as_deref() == Some(&d.name)))
+    };
     let mut claimable: Vec<&DeviceReport> = Vec::new();
     for d in devices.iter().filter(|d| d.is_whole_disk() && d.magic) {
-        if d.image.is_image() {
+        if holds_seed(d) {
+            notes.push(format!("{}: has the magic header but holds a cidata seed; never claimed", d.name));
+        } else if d.image.is_image() {
             notes.push(format!(
                 "{}: has the magic header but holds a boot image ({:?}); never claimed",
                 d.name, d.image
@@ -164,6 +172,7 @@ mod tests {
             magic: false,
             image: ImageKind::NotAnImage,
             ext4: None,
+            seed: None,
         }
     }
     fn magic(name: &str, size: u64) -> DeviceReport {
@@ -176,6 +185,18 @@ mod tests {
     fn iso(name: &str) -> ImageKind {
         let _ = name;
         ImageKind::Iso9660 { volume_id: "LIGHTWHALE".into() }
+    }
+
+    #[test]
+    fn a_seed_is_never_claimed_even_with_the_magic_header() {
+        use crate::nocloud::seed::SeedFs;
+        let seed = DeviceReport { seed: Some(SeedFs::Vfat), ..magic("vdb", GIB) };
+        let d = decide(PersistenceMode::Auto, &[seed]);
+        assert_eq!(d.plan, Plan::Tmpfs);
+        assert!(d.notes[0].contains("cidata seed; never claimed"), "{:?}", d.notes);
+        // Nor a disk one of whose partitions is a seed.
+        let part = DeviceReport { parent: Some("sdc".into()), seed: Some(SeedFs::Vfat), ..disk("sdc1", GIB) };
+        assert_eq!(decide(PersistenceMode::Auto, &[magic("sdc", GIB), part]).plan, Plan::Tmpfs);
     }
 
     #[test]

@@ -114,6 +114,7 @@ fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
     util::hash_tree(&modules, &mut h).ctx("rootfs", &modules)?;
     h.update(rootfs::RECIPE);
     h.update(lightwhale_image::users::RECIPE);
+    h.update(lightwhale_image::users::ACCOUNTS_RECIPE);
     h.update(lightwhale_image::kmods::RECIPE);
     h.update(lightwhale_image::install::RECIPE);
     h.update(lightwhale_image::tree::RECIPE);
@@ -183,24 +184,45 @@ fn build_tools(ctx: &Ctx) -> Result<Vec<PathBuf>> {
     Ok(bins)
 }
 
-/// Puts the tools into the tree's /usr/bin, first removing those of an earlier build, so
-/// a reused tree holds exactly this build's tools.
-fn install_tools(ctx: &Ctx, tree: &Path, bins: &[PathBuf]) -> Result<()> {
+/// Puts this build's own programs into the tree: the tools into /usr/bin, the modules'
+/// workspace binaries where `install::workspace_binary_path` says. Those of an earlier
+/// build are removed first, so a reused tree holds exactly this build's programs.
+fn install_own_programs(ctx: &Ctx, tree: &Path, tools: &[PathBuf], bins: &[(String, PathBuf)]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let record = ctx.build.join("tools.installed");
+    let record = ctx.build.join("programs.installed");
     for old in std::fs::read_to_string(&record).unwrap_or_default().lines() {
-        let _ = std::fs::remove_file(tree.join("usr/bin").join(old));
+        let _ = std::fs::remove_file(tree.join(old));
     }
-    let mut names = String::new();
-    for b in bins {
+    let tool_paths = tools.iter().map(|b| {
         let name = b.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let dst = tree.join("usr/bin").join(&name);
-        std::fs::copy(b, &dst).ctx("tools", &dst)?;
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).ctx("tools", &dst)?;
-        names.push_str(&name);
-        names.push('\n');
+        (format!("usr/bin/{name}"), b)
+    });
+    let bin_paths = bins.iter().map(|(name, b)| (lightwhale_image::install::workspace_binary_path(name), b));
+    let mut installed = String::new();
+    for (rel, built) in tool_paths.chain(bin_paths) {
+        let dst = tree.join(&rel);
+        std::fs::copy(built, &dst).ctx("programs", &dst)?;
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).ctx("programs", &dst)?;
+        installed.push_str(&rel);
+        installed.push('\n');
     }
-    Ok(std::fs::write(&record, names).ctx("tools", &record)?)
+    Ok(std::fs::write(&record, installed).ctx("programs", &record)?)
+}
+
+/// The modules' workspace binaries (module.toml `[workspace] binaries`), built like the
+/// init (static, release) for the image's /usr/sbin.
+pub fn build_workspace_binaries(ctx: &Ctx, mods: &[Module]) -> Result<Vec<(String, PathBuf)>> {
+    let names = modules::all(mods, |m| &m.workspace.binaries);
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let step = Step::start(format!("workspace binaries: static release build of {}", names.join(", ")));
+    for n in &names {
+        build_static(ctx, n)?;
+    }
+    let bins: Vec<(String, PathBuf)> = names.iter().map(|n| (n.clone(), init_bin(ctx, n))).collect();
+    step.done(&bins.iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>().join(" "));
+    Ok(bins)
 }
 
 /// The initramfs with `init` as /init and the modules' stage 1 kernel modules.
@@ -233,6 +255,7 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
     }
     let init = build_init(ctx)?;
     let tools = build_tools(ctx)?;
+    let bins = build_workspace_binaries(ctx, &mods)?;
     let p = paths(ctx);
 
     if opts.refresh {
@@ -255,11 +278,11 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
         r.kernel_release
     };
 
-    // The squashfs: the tree, this build's tools, the compression settings.
+    // The squashfs: the tree, this build's own programs, the compression settings.
     let mut h = Sha256::new();
     h.update(std::fs::read_to_string(ctx.build.join("rootfs.stamp")).unwrap_or_default());
-    for b in &tools {
-        h.update(lightwhale_image::sha256_file(b).ctx("tools", b)?);
+    for b in tools.iter().chain(bins.iter().map(|(_, b)| b)) {
+        h.update(lightwhale_image::sha256_file(b).ctx("programs", b)?);
     }
     h.update(squashfs::RECIPE);
     h.update(squashfs::squashfs_opts().join(" "));
@@ -270,7 +293,7 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
         // The tree holds root's files (/etc/shadow): reading it all needs root too.
         need_root()?;
         image_stamp.clear();
-        install_tools(ctx, &tree, &tools)?;
+        install_own_programs(ctx, &tree, &tools, &bins)?;
         let sq = squashfs::build(&squashfs::Squashfs {
             tree: &tree,
             out: &ctx.build.join("rootfs.squashfs"),

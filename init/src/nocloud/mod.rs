@@ -1,0 +1,243 @@
+//! Headless first boot from a cloud-init NoCloud seed: a small filesystem labelled `cidata`
+//! (ISO 9660 or vfat) holding `meta-data`, `user-data` (#cloud-config) and optionally
+//! `network-config`. Found by the persistence scan, mounted read-only, parsed in a
+//! sandboxed child, and applied by PID 1 once per instance-id, before any service starts.
+//!
+//! `seed`, `schema`, `parse`, `network` and `plan` are pure; `apply` and this file do the
+//! mounting and writing.
+
+pub mod apply;
+pub mod network;
+pub mod parse;
+pub mod plan;
+pub mod schema;
+pub mod seed;
+
+#[cfg(test)]
+mod tests;
+
+use crate::cmdline::Options;
+use crate::config::InitConfig;
+use crate::persist::DeviceReport;
+use crate::{kmod, logger, sandbox};
+use nix::mount::{umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+
+/// The distribution's default user, cloud-init's `default` and the owner of top-level
+/// `ssh_authorized_keys` and `password`.
+pub const DEFAULT_USER: &str = "op";
+/// Where the seed is mounted while the child reads it.
+pub const SEED_DIR: &str = "/run/lightwhale/seed";
+/// What happened, for `lightwhale status` (JSON, see `Status`).
+pub const STATUS_FILE: &str = "/run/lightwhale/nocloud.json";
+/// The instance-id applied last, in the persisted /etc: a seed is applied once per
+/// instance-id (on RAM-only boots /etc starts empty, so at every boot).
+pub const MARKER: &str = "/etc/lightwhale/nocloud/instance-id";
+
+/// Something in the seed that Lightwhale will not do, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub what: String,
+    pub why: String,
+}
+
+impl Refused {
+    pub fn new(what: &str, why: &str) -> Refused {
+        Refused { what: what.into(), why: why.into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedInfo {
+    pub device: String,
+    pub filesystem: String,
+}
+
+/// The facts of this boot's provisioning, written to STATUS_FILE as JSON:
+/// `{"seed": {"device": "sr1", "filesystem": "iso9660"} | null, "instance_id": "..." | null,
+///   "applied": bool, "skipped": "why not applied" | null, "done": ["hostname web1", ...],
+///   "unknown_keys": ["user-data: runcmd", ...], "refused": [{"what": ..., "why": ...}],
+///   "errors": ["user-data line 3 column 1: ...", ...]}`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub seed: Option<SeedInfo>,
+    pub instance_id: Option<String>,
+    pub applied: bool,
+    pub skipped: Option<String>,
+    pub done: Vec<String>,
+    pub unknown_keys: Vec<String>,
+    pub refused: Vec<Refused>,
+    pub errors: Vec<String>,
+}
+
+/// Pure: apply unless the persisted marker names this very instance.
+pub fn should_apply(marker: Option<&str>, instance_id: &str) -> bool {
+    marker.map(str::trim) != Some(instance_id)
+}
+
+/// Finds, reads and applies the seed; never fails the boot. Writes STATUS_FILE.
+pub fn provision(opts: &Options, reports: &[DeviceReport], config: &InitConfig, loader: &kmod::Loader) -> Status {
+    let status = run(opts, reports, config, loader);
+    let _ = std::fs::create_dir_all("/run/lightwhale");
+    match serde_json::to_string_pretty(&status) {
+        Ok(json) => {
+            if let Err(e) = std::fs::write(STATUS_FILE, json + "\n") {
+                log::warn!("nocloud: writing {STATUS_FILE}: {e}");
+            }
+        }
+        Err(e) => log::warn!("nocloud: {e}"),
+    }
+    status
+}
+
+fn run(opts: &Options, reports: &[DeviceReport], config: &InitConfig, loader: &kmod::Loader) -> Status {
+    let mut status = Status::default();
+    let choice = seed::choose(reports);
+    for n in &choice.notes {
+        log::info!("nocloud: {n}");
+    }
+    for w in &choice.warnings {
+        log::warn!("nocloud: {w}");
+    }
+    let Some((device, fs)) = choice.seed else {
+        status.skipped = Some("no seed (no filesystem labelled cidata)".into());
+        return status;
+    };
+    status.seed = Some(SeedInfo { device: device.clone(), filesystem: fs.fstype().into() });
+    if !opts.nocloud {
+        log::info!("nocloud: lightwhale.nocloud=off: the seed on {device} is ignored");
+        status.skipped = Some("lightwhale.nocloud=off".into());
+        return status;
+    }
+    let step = logger::Step::start("nocloud seed");
+    let parsed = match read(&device, fs, loader) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("nocloud: {e}; the boot goes on without the seed");
+            status.errors.push(e);
+            status.skipped = Some("the seed could not be read".into());
+            return status;
+        }
+    };
+    status.instance_id = Some(parsed.instance_id.clone());
+    status.unknown_keys = parsed.unknown_keys.clone();
+    status.refused = parsed.refused.clone();
+    status.errors = parsed.errors.clone();
+    let marker = std::fs::read_to_string(MARKER).ok();
+    if !should_apply(marker.as_deref(), &parsed.instance_id) {
+        step.done(&format!("{device}: instance {} was applied on an earlier boot; nothing to do", parsed.instance_id));
+        status.skipped = Some(format!("instance {} was applied on an earlier boot", parsed.instance_id));
+        return status;
+    }
+    log::info!(
+        "nocloud: seed on {device} ({}), instance-id {}{}",
+        fs.fstype(),
+        parsed.instance_id,
+        if parsed.instance_id_from_content { " (meta-data names none: derived from the seed's contents)" } else { "" }
+    );
+    for e in &parsed.errors {
+        log::error!("nocloud: {e}; the boot goes on without it");
+    }
+    for r in &parsed.refused {
+        log::warn!("nocloud: {} refused: {}", r.what, r.why);
+    }
+    if !parsed.unknown_keys.is_empty() {
+        log::warn!("nocloud: not supported, ignored: {}", parsed.unknown_keys.join(", "));
+    }
+    let root = apply::Root { dir: Path::new("/") };
+    let data_root = crate::persist::MOUNT_POINT;
+    let plan = plan::plan(
+        &parsed,
+        &plan::Env {
+            accounts: &apply::read_accounts(&root),
+            filesystems: &config.filesystems,
+            data_root,
+            hosts: &std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            dhcpcd: &std::fs::read_to_string("/etc/dhcpcd.conf").unwrap_or_default(),
+            nics: &nics(Path::new("/sys/class/net")),
+            lastchg: days_since_epoch(),
+        },
+    );
+    for r in &plan.refused {
+        log::warn!("nocloud: {} refused: {}", r.what, r.why);
+    }
+    let mut errors = plan.errors.clone();
+    errors.extend(apply::apply(&plan, &root, &config.filesystems, data_root));
+    for e in &errors {
+        log::error!("nocloud: {e}");
+    }
+    for d in &plan.done {
+        log::info!("nocloud: {d}");
+    }
+    if let Err(e) = std::fs::create_dir_all(Path::new(MARKER).parent().unwrap_or(Path::new("/")))
+        .and_then(|_| std::fs::write(MARKER, format!("{}\n", parsed.instance_id)))
+    {
+        log::error!(
+            "nocloud: recording the instance in {MARKER}: {e}; the seed will be applied again at the next boot"
+        );
+    }
+    status.refused.extend(plan.refused);
+    status.errors.extend(errors);
+    status.done = plan.done;
+    status.applied = true;
+    step.done(&format!(
+        "{device}: instance {} applied ({} changes, {} refused, {} errors)",
+        parsed.instance_id,
+        status.done.len(),
+        status.refused.len(),
+        status.errors.len()
+    ));
+    status
+}
+
+/// Mounts the seed read-only, has the sandboxed child read and parse it, unmounts it.
+fn read(device: &str, fs: seed::SeedFs, loader: &kmod::Loader) -> Result<parse::Parsed, String> {
+    let modules: &[&str] = match fs {
+        seed::SeedFs::Iso9660 => &["isofs"],
+        // vfat's default code page and character set come as modules too.
+        seed::SeedFs::Vfat => &["vfat", "nls_cp437", "nls_ascii", "nls_utf8"],
+    };
+    let (_, errs) = loader.load(modules.iter().copied());
+    for e in errs {
+        log::debug!("nocloud: {e}");
+    }
+    let dir = Path::new(SEED_DIR);
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {SEED_DIR}: {e}"))?;
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let dev = Path::new("/dev").join(device);
+    nix::mount::mount(Some(&dev), dir, Some(fs.fstype()), flags, None::<&str>)
+        .map_err(|e| format!("mounting the seed {} ({}) read-only: {e}", dev.display(), fs.fstype()))?;
+    let parsed = sandbox::probe_sandbox(&[SEED_DIR]).map_err(|e| e.to_string()).and_then(|sb| {
+        sandbox::run("seed parser", &sb, Duration::from_secs(30), || {
+            Ok(parse::read_seed(Path::new(SEED_DIR), &mut parse::random_salt))
+        })
+        .map_err(|e| e.to_string())
+    });
+    if let Err(e) = umount2(dir, MntFlags::MNT_DETACH) {
+        log::warn!("nocloud: unmounting {SEED_DIR}: {e}");
+    }
+    parsed
+}
+
+/// The network interfaces with a MAC address, for network-config's `match:`.
+pub fn nics(sys_class_net: &Path) -> Vec<network::Nic> {
+    let mut v: Vec<network::Nic> = std::fs::read_dir(sys_class_net)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let mac = std::fs::read_to_string(e.path().join("address")).ok()?.trim().to_ascii_lowercase();
+                    (name != "lo" && !mac.is_empty()).then_some(network::Nic { name, mac })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+fn days_since_epoch() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0)
+}

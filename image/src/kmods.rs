@@ -58,6 +58,36 @@ pub fn prune(moddir: &Path, drop: &[String]) -> Result<Pruned> {
     Ok(Pruned { dropped, kept: needed.len() })
 }
 
+/// What the kernel's module signing appends after the signature (include/linux/module_signature.h).
+pub const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
+
+/// Pure: whether a module file's bytes end in an appended signature.
+pub fn is_signed(module: &[u8]) -> bool {
+    module.ends_with(SIGNATURE_MAGIC)
+}
+
+/// The modules under `moddir` without an appended signature. For a signed kernel (the
+/// Debian path's), each one would be refused under Secure Boot: lockdown allows no
+/// unsigned modules. Reads only the end of each file.
+pub fn unsigned(moddir: &Path) -> Result<Vec<PathBuf>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = Vec::new();
+    for p in crate::tree::walk(moddir).ctx(STEP, moddir)? {
+        if p.extension().is_none_or(|e| e != "ko") {
+            continue;
+        }
+        let mut f = std::fs::File::open(&p).ctx(STEP, &p)?;
+        let mut tail = Vec::new();
+        let len = f.metadata().ctx(STEP, &p)?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(SIGNATURE_MAGIC.len() as u64))).ctx(STEP, &p)?;
+        f.read_to_end(&mut tail).ctx(STEP, &p)?;
+        if !is_signed(&tail) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// `depmod -b root release`: modules.dep and the alias tables for the pruned tree.
 pub fn depmod(root: &Path, release: &str) -> Result<()> {
     crate::cmd::output(STEP, Command::new("depmod").arg("-b").arg(root).arg(release)).map(|_| ())
@@ -66,6 +96,13 @@ pub fn depmod(root: &Path, release: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signature_is_found_at_the_end_only() {
+        assert!(is_signed(b"\x7fELF...\x00\x01~Module signature appended~\n"));
+        assert!(!is_signed(b"\x7fELF...~Module signature appended~\nmore"));
+        assert!(!is_signed(b""));
+    }
 
     #[test]
     fn dropped_by_directory_file_or_prefix() {

@@ -16,6 +16,10 @@ pub struct RunArgs {
     /// Boot with UEFI firmware (OVMF) instead of SeaBIOS.
     #[arg(long)]
     pub uefi: bool,
+    /// Boot with UEFI Secure Boot enforced (OVMF with Microsoft's keys enrolled), as on
+    /// most machines sold today. Implies --uefi. Only the Debian-path ISO is signed.
+    #[arg(long)]
+    pub secure_boot: bool,
     /// Attach the ISO as a virtio disk, the way a USB stick is seen.
     #[arg(long)]
     pub as_disk: bool,
@@ -45,12 +49,13 @@ pub fn config(iso: &Path, args: &RunArgs, scratch: &Path) -> Result<Config, VmEr
     let mut config = Config::new(boot);
     config.disks = args.disks.iter().map(|p| Disk { path: p.clone(), iface: Iface::Ide, snapshot: false }).collect();
     config.uefi = args.uefi;
+    config.secure_boot = args.secure_boot;
     config.memory_mb = args.memory;
     config.interactive = true;
-    if args.uefi {
+    if config.is_uefi() {
         std::fs::create_dir_all(scratch).map_err(|e| VmError::Setup(format!("{}: {e}", scratch.display())))?;
         let vars = scratch.join("OVMF_VARS.fd");
-        let src = crate::qemu::ovmf_vars();
+        let src = crate::qemu::ovmf_vars(config.secure_boot);
         std::fs::copy(&src, &vars).map_err(|e| {
             VmError::Setup(format!("copying the UEFI variable store {}: {e} (install ovmf)", src.display()))
         })?;
@@ -85,15 +90,26 @@ mod tests {
 
     #[test]
     fn a_missing_disk_says_how_to_make_one() {
-        let args = RunArgs { disks: vec!["/nonexistent/p.img".into()], uefi: false, as_disk: false, memory: 2048 };
+        let args = RunArgs {
+            disks: vec!["/nonexistent/p.img".into()],
+            uefi: false,
+            secure_boot: false,
+            as_disk: false,
+            memory: 2048,
+        };
         let e = config(Path::new("x.iso"), &args, Path::new("/tmp")).unwrap_err().to_string();
         assert!(e.contains("truncate -s 2G /nonexistent/p.img") && e.contains("lightwhale-please-format-me"), "{e}");
     }
 
     #[test]
     fn options_reach_the_command_line() {
-        let args = RunArgs { disks: vec![], uefi: false, as_disk: true, memory: 1024 };
+        let args = RunArgs { disks: vec![], uefi: false, secure_boot: false, as_disk: true, memory: 1024 };
         let a = config(Path::new("x.iso"), &args, Path::new("/tmp")).unwrap().args().join(" ");
         assert!(a.contains("-m 1024") && a.contains("virtio-blk-pci,drive=bootiso"), "{a}");
+        let args = RunArgs { secure_boot: true, ..args };
+        let dir = std::env::temp_dir().join(format!("lw-runner-{}", std::process::id()));
+        let a = config(Path::new("x.iso"), &args, &dir).unwrap().args().join(" ");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(a.contains("smm=on") && a.contains(crate::qemu::OVMF_SECBOOT_CODE), "{a}");
     }
 }

@@ -130,3 +130,23 @@ fn secure_boot_refuses_an_unsigned_loader() -> Result<(), VmError> {
     }
     Ok(())
 }
+
+/// The ISO as a CD-ROM under Secure Boot: the firmware loads shim from the El Torito EFI
+/// image, and GRUB reads its menu straight from the ISO 9660 file system.
+#[test]
+#[ignore = "boots the ISO under QEMU: run with `cargo xtask test`"]
+fn secure_boot_from_cd_reaches_login() -> Result<(), VmError> {
+    let a = artifacts()?;
+    let mut c = Config::new(Boot::Cdrom(a.iso.clone()));
+    c.secure_boot = true;
+    c.forwards.clear();
+    let mut m = Machine::start("secure-boot-cd", c)?;
+    let to_login = m.time_until("login: ", 10 * MIN)?;
+    println!(
+        "TIMING boot under UEFI Secure Boot from the ISO as a CD-ROM: login prompt {:.1} s",
+        to_login.as_secs_f64()
+    );
+    m.login("op", "opsecret", MIN)?;
+    assert!(m.sudo("dmesg", MIN)?.contains("Secure boot enabled"));
+    Ok(())
+}

@@ -122,8 +122,14 @@ pub fn fetch(ctx: &Ctx) -> Result<SignedLoader> {
     let out = ctx.build.join("signed-boot");
     let _ = std::fs::remove_dir_all(&out);
     let mut files = Vec::new();
-    for ((pkg, path), u) in FILES.iter().zip(&uris) {
+    for (pkg, path) in FILES {
+        // apt lists the packages in its own order; a .deb's name starts with its package's.
+        let u = uris.iter().find(|u| u.file.starts_with(&format!("{pkg}_"))).ok_or_else(|| Error::Step {
+            step: STEP,
+            message: format!("apt offered no .deb for {pkg}: run `cargo xtask iso --refresh`"),
+        })?;
         let dir = out.join(pkg);
+        std::fs::create_dir_all(&dir).ctx(STEP, &dir)?;
         cmd::output(STEP, Command::new("dpkg-deb").arg("-x").arg(debs.join(&u.file)).arg(&dir))?;
         let file: PathBuf = dir.join(path);
         if !file.is_file() {

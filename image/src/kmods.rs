@@ -50,7 +50,8 @@ pub struct Pruned {
     pub signed: usize,
 }
 
-/// The marker the kernel's sign-file appends after a module's signature.
+/// The marker the kernel's sign-file appends after a module's signature
+/// (include/linux/module_signature.h).
 const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
 
 /// Pure: whether a decompressed module ends with a signature.
@@ -128,6 +129,28 @@ pub fn remove_empty_dirs(dir: &Path) -> Result<usize> {
     Ok(removed)
 }
 
+/// The modules under `moddir` without an appended signature. For a signed kernel (the
+/// Debian path's), each one would be refused under Secure Boot: lockdown allows no
+/// unsigned modules. Reads only the end of each file.
+pub fn unsigned(moddir: &Path) -> Result<Vec<PathBuf>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = Vec::new();
+    for p in crate::tree::walk(moddir).ctx(STEP, moddir)? {
+        if p.extension().is_none_or(|e| e != "ko") {
+            continue;
+        }
+        let mut f = std::fs::File::open(&p).ctx(STEP, &p)?;
+        let mut tail = Vec::new();
+        let len = f.metadata().ctx(STEP, &p)?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(SIGNATURE_MARKER.len() as u64))).ctx(STEP, &p)?;
+        f.read_to_end(&mut tail).ctx(STEP, &p)?;
+        if !is_signed(&tail) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 /// `depmod -b root release`: modules.dep and the alias tables for the pruned tree.
 pub fn depmod(root: &Path, release: &str) -> Result<()> {
     crate::cmd::output(STEP, Command::new("depmod").arg("-b").arg(root).arg(release)).map(|_| ())
@@ -166,6 +189,13 @@ mod tests {
         assert_eq!(remove_empty_dirs(&dir).unwrap(), 4);
         assert!(!dir.join("net").exists() && dir.join("fs/ext4/ext4.ko").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn signature_is_found_at_the_end_only() {
+        assert!(is_signed(b"\x7fELF...\x00\x01~Module signature appended~\n"));
+        assert!(!is_signed(b"\x7fELF...~Module signature appended~\nmore"));
+        assert!(!is_signed(b""));
     }
 
     #[test]

@@ -166,9 +166,20 @@ struct IsoArgs {
     /// The isohybrid MBR (default: Debian's).
     #[arg(long, value_name = "FILE")]
     isohdpfx_bin: Option<PathBuf>,
-    /// GRUB's x86_64-efi module directory (default: grub-mkimage's own).
-    #[arg(long, value_name = "DIR")]
+    /// GRUB's x86_64-efi module directory for the unsigned UEFI loader built with
+    /// grub-mkimage (default: grub-mkimage's own).
+    #[arg(long, value_name = "DIR", conflicts_with = "shim")]
     grub_efi_dir: Option<PathBuf>,
+    /// Debian's signed shim (shimx64.efi.signed): with --signed-grub and --mok-manager, the
+    /// UEFI loader is Debian's Secure Boot chain instead of an unsigned GRUB.
+    #[arg(long, value_name = "FILE", requires_all = ["signed_grub", "mok_manager"])]
+    shim: Option<PathBuf>,
+    /// Debian's signed removable-media GRUB (gcdx64.efi.signed).
+    #[arg(long, value_name = "FILE", requires = "shim")]
+    signed_grub: Option<PathBuf>,
+    /// Debian's signed MokManager (mmx64.efi.signed).
+    #[arg(long, value_name = "FILE", requires = "shim")]
+    mok_manager: Option<PathBuf>,
     /// Scratch space.
     #[arg(long, value_name = "DIR")]
     work_dir: PathBuf,
@@ -260,11 +271,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Iso(a) => {
             let d = iso::BootFiles::debian();
+            let efi = match (a.shim, a.signed_grub, a.mok_manager) {
+                (Some(shim), Some(grub), Some(mok_manager)) => {
+                    iso::EfiLoader::Signed(iso::SignedLoader { shim, grub, mok_manager })
+                }
+                _ => iso::EfiLoader::Unsigned { grub_efi_dir: a.grub_efi_dir },
+            };
             let boot = iso::BootFiles {
                 isolinux_bin: a.isolinux_bin.unwrap_or(d.isolinux_bin),
                 ldlinux_c32: a.ldlinux_c32.unwrap_or(d.ldlinux_c32),
                 isohdpfx_bin: a.isohdpfx_bin.unwrap_or(d.isohdpfx_bin),
-                grub_efi_dir: a.grub_efi_dir.or(d.grub_efi_dir),
+                efi,
             };
             iso::build(&iso::Inputs {
                 kernel: &a.kernel,

@@ -135,9 +135,9 @@ impl Machine {
         let ports: Vec<(u16, u16)> = config.forwards.iter().map(|(_, g)| (*g, free_port())).collect();
         config.forwards = ports.iter().map(|(g, h)| (*h, *g)).collect();
         config.qmp = Some(dir.join("qmp.sock"));
-        if config.uefi && config.ovmf_vars.is_none() {
+        if config.is_uefi() && config.ovmf_vars.is_none() {
             let vars = dir.join("OVMF_VARS.fd");
-            let src = crate::qemu::ovmf_vars();
+            let src = crate::qemu::ovmf_vars(config.secure_boot);
             std::fs::copy(&src, &vars)
                 .map_err(|e| VmError::Setup(format!("copying {}: {e} (install ovmf)", src.display())))?;
             config.ovmf_vars = Some(vars);

@@ -77,6 +77,9 @@ pub struct Config {
     pub boot: Boot,
     pub accel: Accel,
     pub uefi: bool,
+    /// UEFI with Secure Boot enforced and Microsoft's keys enrolled, as on most PCs and
+    /// servers sold today (implies `uefi`).
+    pub secure_boot: bool,
     pub memory_mb: u32,
     pub cpus: u32,
     /// Extra disks in order; the first IDE disk is the primary master.
@@ -101,19 +104,30 @@ pub struct Config {
 /// elsewhere (the flake sets them to nixpkgs' OVMF).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// The Secure Boot build (it needs SMM, so the variable store cannot be changed from the
+/// guest) and a variable store with Secure Boot on and Microsoft's keys enrolled.
+/// LIGHTWHALE_OVMF_SECBOOT_CODE and LIGHTWHALE_OVMF_MS_VARS point elsewhere.
+pub const OVMF_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+pub const OVMF_MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 
 fn env_path(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default))
 }
 
 /// The UEFI firmware code image.
-pub fn ovmf_code() -> PathBuf {
-    env_path("LIGHTWHALE_OVMF_CODE", OVMF_CODE)
+pub fn ovmf_code(secure_boot: bool) -> PathBuf {
+    match secure_boot {
+        false => env_path("LIGHTWHALE_OVMF_CODE", OVMF_CODE),
+        true => env_path("LIGHTWHALE_OVMF_SECBOOT_CODE", OVMF_SECBOOT_CODE),
+    }
 }
 
 /// The UEFI variable store template (each machine boots a writable copy).
-pub fn ovmf_vars() -> PathBuf {
-    env_path("LIGHTWHALE_OVMF_VARS", OVMF_VARS)
+pub fn ovmf_vars(secure_boot: bool) -> PathBuf {
+    match secure_boot {
+        false => env_path("LIGHTWHALE_OVMF_VARS", OVMF_VARS),
+        true => env_path("LIGHTWHALE_OVMF_MS_VARS", OVMF_MS_VARS),
+    }
 }
 
 impl Config {
@@ -123,6 +137,7 @@ impl Config {
             boot,
             accel: Accel::detect(),
             uefi: false,
+            secure_boot: false,
             memory_mb: 2048,
             cpus: 2,
             disks: Vec::new(),
@@ -136,6 +151,11 @@ impl Config {
         }
     }
 
+    /// Whether the machine boots with UEFI firmware.
+    pub fn is_uefi(&self) -> bool {
+        self.uefi || self.secure_boot
+    }
+
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |s: &str| a.push(s.to_string());
@@ -145,7 +165,17 @@ impl Config {
             Accel::Tcg => "tcg,thread=multi",
         });
         push("-machine");
-        push(if self.uefi { "q35" } else { "pc" });
+        // OVMF's Secure Boot build keeps its variables in SMM-only flash: without that, a
+        // guest could write its own keys and Secure Boot would prove nothing.
+        push(match (self.is_uefi(), self.secure_boot) {
+            (_, true) => "q35,smm=on",
+            (true, false) => "q35",
+            (false, false) => "pc",
+        });
+        if self.secure_boot {
+            push("-global");
+            push("driver=cfi.pflash01,property=secure,value=on");
+        }
         push("-cpu");
         push(match self.accel {
             Accel::Kvm => "host",
@@ -155,9 +185,9 @@ impl Config {
         push(&self.memory_mb.to_string());
         push("-smp");
         push(&self.cpus.to_string());
-        if self.uefi {
+        if self.is_uefi() {
             push("-drive");
-            push(&format!("if=pflash,format=raw,unit=0,readonly=on,file={}", ovmf_code().display()));
+            push(&format!("if=pflash,format=raw,unit=0,readonly=on,file={}", ovmf_code(self.secure_boot).display()));
             if let Some(vars) = &self.ovmf_vars {
                 push("-drive");
                 push(&format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
@@ -296,5 +326,17 @@ mod tests {
         assert!(a.contains(
             "file=x.iso,format=raw,snapshot=on,if=none,id=bootiso -device virtio-blk-pci,drive=bootiso,bootindex=0"
         ));
+        assert!(!a.contains("smm=on") && !a.contains("secure"), "{a}");
+    }
+
+    #[test]
+    fn secure_boot_locks_the_firmware_flash() {
+        let mut c = Config::new(Boot::IsoAsDisk("x.iso".into(), Iface::Virtio));
+        c.secure_boot = true;
+        c.ovmf_vars = Some("vars.fd".into());
+        let a = c.args().join(" ");
+        assert!(a.contains("-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on"), "{a}");
+        assert!(a.contains(&format!("readonly=on,file={OVMF_SECBOOT_CODE}")), "{a}");
+        assert!(a.contains("unit=1,file=vars.fd"), "{a}");
     }
 }

@@ -16,6 +16,10 @@ pub struct RunArgs {
     /// Boot with UEFI firmware (OVMF) instead of SeaBIOS.
     #[arg(long)]
     pub uefi: bool,
+    /// Boot with UEFI Secure Boot enforced (OVMF with Microsoft's keys enrolled), as on
+    /// most machines sold today. Implies --uefi. Only the Debian-path ISO is signed.
+    #[arg(long)]
+    pub secure_boot: bool,
     /// Attach the ISO as a virtio disk, the way a USB stick is seen.
     #[arg(long)]
     pub as_disk: bool,
@@ -55,6 +59,7 @@ pub fn config(iso: &Path, args: &RunArgs, scratch: &Path) -> Result<Config, VmEr
     let mut config = Config::new(boot);
     config.disks = args.disks.iter().map(|p| Disk { path: p.clone(), iface: Iface::Ide, snapshot: false }).collect();
     config.uefi = args.uefi;
+    config.secure_boot = args.secure_boot;
     config.memory_mb = args.memory;
     if let Some(a) = args.accel {
         config.accel = a;
@@ -66,10 +71,10 @@ pub fn config(iso: &Path, args: &RunArgs, scratch: &Path) -> Result<Config, VmEr
         config.seed = Some(image);
     }
     config.interactive = true;
-    if args.uefi {
+    if config.is_uefi() {
         std::fs::create_dir_all(scratch).map_err(|e| VmError::Setup(format!("{}: {e}", scratch.display())))?;
         let vars = scratch.join("OVMF_VARS.fd");
-        let src = crate::qemu::ovmf_vars();
+        let src = crate::qemu::ovmf_vars(config.secure_boot);
         std::fs::copy(&src, &vars).map_err(|e| {
             VmError::Setup(format!("copying the UEFI variable store {}: {e} (install ovmf)", src.display()))
         })?;
@@ -107,6 +112,7 @@ mod tests {
         let args = RunArgs {
             disks: vec!["/nonexistent/p.img".into()],
             uefi: false,
+            secure_boot: false,
             as_disk: false,
             memory: 2048,
             accel: None,
@@ -121,6 +127,7 @@ mod tests {
         let args = RunArgs {
             disks: vec![],
             uefi: false,
+            secure_boot: false,
             as_disk: true,
             memory: 1024,
             accel: Some(crate::Accel::Tcg),
@@ -139,6 +146,7 @@ mod tests {
         let args = RunArgs {
             disks: vec![],
             uefi: false,
+            secure_boot: false,
             as_disk: false,
             memory: 2048,
             accel: Some(crate::Accel::Tcg),
@@ -155,5 +163,23 @@ mod tests {
             .to_string()
             .contains("does not exist"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secure_boot_brings_its_firmware_and_smm() {
+        let args = RunArgs {
+            disks: vec![],
+            uefi: false,
+            secure_boot: false,
+            as_disk: true,
+            memory: 1024,
+            accel: Some(crate::Accel::Tcg),
+            seed: None,
+        };
+        let args = RunArgs { secure_boot: true, ..args };
+        let dir = std::env::temp_dir().join(format!("lw-runner-{}", std::process::id()));
+        let a = config(Path::new("x.iso"), &args, &dir).unwrap().args().join(" ");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(a.contains("smm=on") && a.contains(crate::qemu::OVMF_SECBOOT_CODE), "{a}");
     }
 }

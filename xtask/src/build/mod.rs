@@ -2,6 +2,7 @@
 //! their inputs have not changed (a change to init/ only rebuilds the initramfs and ISO).
 
 pub mod rootfs;
+pub mod signed_boot;
 
 use crate::error::{Error, IoContext, Result};
 use crate::util::{self, Stamp};
@@ -307,9 +308,10 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
     }
 
     build_initramfs(ctx, &mods, &init, &release, &p.initramfs)?;
+    let signed = signed_boot::fetch(ctx)?;
 
     let mut h = Sha256::new();
-    for f in [&p.kernel, &p.initramfs, &p.rootfs_img] {
+    for f in [&p.kernel, &p.initramfs, &p.rootfs_img, &signed.shim, &signed.grub, &signed.mok_manager] {
         h.update(lightwhale_image::sha256_file(f).ctx("iso", f)?);
     }
     h.update(iso::RECIPE);
@@ -323,7 +325,7 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
             kernel: &p.kernel,
             initramfs: &p.initramfs,
             rootfs_img: &p.rootfs_img,
-            boot: &iso::BootFiles::debian(),
+            boot: &iso::BootFiles { efi: iso::EfiLoader::Signed(signed), ..iso::BootFiles::debian() },
             version: &ctx.version,
             build_id: &ctx.build_id,
             epoch: ctx.epoch,

@@ -207,6 +207,17 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
         &modules::all(modules, |m| &m.prune.drop_kernel_modules),
         &modules::all(modules, |m| &m.prune.require_kernel_modules),
     )?;
+    // Debian signs every module, and under Secure Boot the kernel loads no other: the
+    // decompressed modules must still end in their signature.
+    if let Some(p) = kmods::unsigned(&moddir)?.first() {
+        return Err(Error::Step {
+            step: STEP,
+            message: format!(
+                "{} has lost its module signature (it would not load under Secure Boot): check what in the build rewrites modules",
+                p.display()
+            ),
+        });
+    }
     kmods::depmod(tree, &kernel_release)?;
     step.done(&format!(
         "kernel {kernel_release} ({} modules kept, {} of them signed, {} dropped), {} packages, {pruned} paths pruned, setuid/setgid removed from {}",

@@ -33,6 +33,10 @@ pub fn request_for(sig: Signal) -> Option<PowerRequest> {
     }
 }
 
+/// Sent to PID 1 after a service's `only_if_exists` file was created or removed (by
+/// `setup-wifi`, for instance): the supervisor starts or stops such services at once.
+pub const RECHECK_SIGNAL: Signal = Signal::SIGHUP;
+
 /// Restart delay after `failures` quick exits in a row: 1 s, 2 s, 4 s ... up to 60 s.
 pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
@@ -44,10 +48,25 @@ const HEALTHY_RUN: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 enum State {
     Disabled,
-    Waiting { since: Instant },
-    Setup { step: usize, pid: Pid },
-    Running { pid: Pid, since: Instant },
-    Backoff { until: Instant },
+    Waiting {
+        since: Instant,
+    },
+    Setup {
+        step: usize,
+        pid: Pid,
+    },
+    Running {
+        pid: Pid,
+        since: Instant,
+    },
+    Backoff {
+        until: Instant,
+    },
+    /// Asked to stop because its `only_if_exists` file went away; SIGKILL at `kill_at`.
+    Stopping {
+        pid: Pid,
+        kill_at: Instant,
+    },
     Done,
 }
 
@@ -127,6 +146,11 @@ impl Supervisor {
             let unit = &mut self.units[i];
             match unit.state {
                 State::Backoff { until } if now >= until => unit.state = State::Waiting { since: now },
+                State::Stopping { pid, kill_at } if now >= kill_at => {
+                    log::warn!("service {}: did not stop in time; killing it", unit.svc.name);
+                    let _ = kill(pid, Signal::SIGKILL);
+                    unit.state = State::Stopping { pid, kill_at: now + Duration::from_secs(3600) };
+                }
                 _ => {}
             }
             if let State::Waiting { since } = unit.state {
@@ -179,7 +203,9 @@ impl Supervisor {
             .iter()
             .filter_map(|u| match u.state {
                 State::Waiting { .. } => Some(Duration::from_millis(200)),
-                State::Backoff { until } => Some(until.saturating_duration_since(now)),
+                State::Backoff { until } | State::Stopping { kill_at: until, .. } => {
+                    Some(until.saturating_duration_since(now))
+                }
                 _ => None,
             })
             .min()
@@ -211,17 +237,22 @@ impl Supervisor {
             }
         }
         let mut request = None;
+        let mut recheck = false;
         while let Ok(Some(info)) = self.signals.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
             if sig == Signal::SIGCHLD {
                 continue;
             }
+            recheck |= sig == RECHECK_SIGNAL;
             if let Some(r) = request_for(sig) {
                 log::info!("received {sig}: {r:?}");
                 request = Some(r);
             }
         }
         self.reap();
+        if recheck {
+            self.recheck_configured();
+        }
         request
     }
 
@@ -236,12 +267,18 @@ impl Supervisor {
             let Some(pid) = status.pid() else { continue };
             let ok = matches!(status, WaitStatus::Exited(_, 0));
             let Some(i) = self.units.iter().position(|u| match u.state {
-                State::Setup { pid: p, .. } | State::Running { pid: p, .. } => p == pid,
+                State::Setup { pid: p, .. } | State::Running { pid: p, .. } | State::Stopping { pid: p, .. } => {
+                    p == pid
+                }
                 _ => false,
             }) else {
                 continue;
             };
             match self.units[i].state {
+                State::Stopping { .. } => {
+                    log::info!("service {}: stopped ({})", self.units[i].svc.name, describe(&status));
+                    self.units[i].state = State::Disabled;
+                }
                 State::Setup { step, .. } => {
                     if ok {
                         self.begin(i, step + 1);
@@ -278,7 +315,7 @@ impl Supervisor {
         let order = stop_order(&self.units.iter().map(|u| u.first_start).collect::<Vec<_>>());
         for i in order {
             let pid = match self.units[i].state {
-                State::Running { pid, .. } | State::Setup { pid, .. } => pid,
+                State::Running { pid, .. } | State::Setup { pid, .. } | State::Stopping { pid, .. } => pid,
                 _ => continue,
             };
             let name = self.units[i].svc.name.clone();
@@ -296,6 +333,55 @@ impl Supervisor {
             self.units[i].state = State::Done;
         }
         kill_everything();
+    }
+}
+
+/// What a re-check (RECHECK_SIGNAL) does to a service with `only_if_exists`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Start,
+    Stop,
+    Keep,
+}
+
+/// Pure: start a service whose file appeared, stop one whose file went away; a service
+/// that is already on its way (or finished for good) is left alone.
+fn change_for(configured: bool, state: &State) -> Change {
+    match (configured, state) {
+        (true, State::Disabled) => Change::Start,
+        (false, State::Disabled | State::Stopping { .. } | State::Done) => Change::Keep,
+        (false, _) => Change::Stop,
+        (true, _) => Change::Keep,
+    }
+}
+
+impl Supervisor {
+    /// Starts the services whose `only_if_exists` file now exists and stops those whose
+    /// file is gone: a command that configures a service takes effect at once.
+    fn recheck_configured(&mut self) {
+        let now = Instant::now();
+        for unit in self.units.iter_mut() {
+            let Some(path) = unit.svc.only_if_exists.as_deref() else { continue };
+            let configured = Path::new(path).exists();
+            match change_for(configured, &unit.state) {
+                Change::Start => {
+                    log::info!("service {}: configured ({path} exists), starting", unit.svc.name);
+                    unit.failures = 0;
+                    unit.state = State::Waiting { since: now };
+                }
+                Change::Stop => {
+                    log::info!("service {}: no longer configured ({path} is gone), stopping", unit.svc.name);
+                    unit.state = match unit.state {
+                        State::Running { pid, .. } | State::Setup { pid, .. } => {
+                            let _ = kill(pid, unit.svc.stop_signal.parse().unwrap_or(Signal::SIGTERM));
+                            State::Stopping { pid, kill_at: now + Duration::from_secs(unit.svc.stop_timeout_secs) }
+                        }
+                        _ => State::Disabled,
+                    };
+                }
+                Change::Keep => {}
+            }
+        }
     }
 }
 
@@ -426,6 +512,30 @@ mod tests {
         // and started last; the unit that never started is not stopped.
         let first_start = [Some(0), Some(1), Some(4), Some(2), Some(3), None];
         assert_eq!(stop_order(&first_start), vec![2, 4, 3, 1, 0]);
+    }
+
+    #[test]
+    fn a_recheck_starts_configured_and_stops_unconfigured_services() {
+        let now = Instant::now();
+        let pid = Pid::from_raw(42);
+        // The file appeared: a service that was never started starts.
+        assert_eq!(change_for(true, &State::Disabled), Change::Start);
+        // The file is gone: whatever runs or is about to run stops.
+        for state in [
+            State::Running { pid, since: now },
+            State::Setup { step: 0, pid },
+            State::Waiting { since: now },
+            State::Backoff { until: now },
+        ] {
+            assert_eq!(change_for(false, &state), Change::Stop, "{state:?}");
+            assert_eq!(change_for(true, &state), Change::Keep, "{state:?}");
+        }
+        // Nothing twice, and a finished one-shot stays finished.
+        assert_eq!(change_for(false, &State::Stopping { pid, kill_at: now }), Change::Keep);
+        assert_eq!(change_for(false, &State::Disabled), Change::Keep);
+        assert_eq!(change_for(true, &State::Done), Change::Keep);
+        assert_eq!(RECHECK_SIGNAL, Signal::SIGHUP);
+        assert_eq!(request_for(RECHECK_SIGNAL), None, "the re-check signal must not power anything off");
     }
 
     #[test]

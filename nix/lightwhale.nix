@@ -82,6 +82,9 @@ let
     in if m == null then throw "a [nix] link must be `attribute:path`, not `${spec}`"
        else { package = attr (builtins.elemAt m 0); path = builtins.elemAt m 1; };
   links = builtins.mapAttrs (_: spec: let l = linkSpec spec; in "${l.package}/${l.path}") manifest.nixLinks;
+  # Where the kept drivers' firmware comes from: only the files they ask for are copied
+  # into the tree (image/src/firmware.rs), so these packages stay out of the closure.
+  firmwareDirs = map (name: "${attr name}/lib/firmware") manifest.nixFirmware;
   linkPackages = map (spec: (linkSpec spec).package) (builtins.attrValues manifest.nixLinks);
   # The store cannot hold setuid files; the image gets a setuid copy.
   setuid = { "usr/bin/sudo" = "${pkgs.sudo}/bin/sudo"; };
@@ -96,6 +99,7 @@ let
       --links ${pkgs.writeText "lightwhale-links.json" (builtins.toJSON links)} \
       --kernel-modules ${kernel}/lib/modules --release ${release} \
       --pam ${pkgs.linux-pam} \
+      ${builtins.concatStringsSep " " (map (dir: "--firmware ${dir}") firmwareDirs)} \
       ${builtins.concatStringsSep " " (builtins.attrValues (builtins.mapAttrs (path: file: "--setuid ${path}=${file}") setuid))} \
       --modules ${src}/modules \
       --version ${version} --build-id ${buildId} --nixpkgs ${nixpkgsRev} \

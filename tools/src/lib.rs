@@ -4,3 +4,4 @@
 
 pub mod root;
 pub mod status;
+pub mod wifi;

@@ -43,22 +43,16 @@ fn signal(child: &Child, sig: libc::c_int) {
     unsafe { libc::kill(child.id() as libc::pid_t, sig) };
 }
 
-fn main() {
-    if std::env::args().nth(1).is_some() {
-        println!("lightwhale-wifi runs wpa_supplicant for every Wi-Fi interface; the init starts it once `setup-wifi` has configured Wi-Fi. It takes no arguments.");
-        return;
-    }
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_stop as *const () as libc::sighandler_t) };
-    }
-    let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
-    let mut config = wifi::fingerprint(Path::new(wifi::CONFIG));
-    while !STOP.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        // Reap: an exited wpa_supplicant is restarted after a delay that grows while it
-        // keeps failing.
-        for (iface, slot) in slots.iter_mut() {
+/// The wpa_supplicants, one per interface.
+#[derive(Default)]
+struct Runner {
+    slots: BTreeMap<String, Slot>,
+}
+
+impl Runner {
+    /// Exited wpa_supplicants are restarted after a delay that grows while they keep failing.
+    fn reap(&mut self, now: Instant) {
+        for (iface, slot) in self.slots.iter_mut() {
             let Some((child, since)) = slot.child.as_mut() else { continue };
             if let Ok(Some(status)) = child.try_wait() {
                 if since.elapsed() >= HEALTHY_RUN {
@@ -71,24 +65,25 @@ fn main() {
                 slot.retry_at = Some(now + delay);
             }
         }
-        let present = wifi::interfaces(Path::new(wifi::SYS_CLASS_NET));
+    }
+
+    /// Starts wpa_supplicant on new interfaces, stops it where the interface went away.
+    fn follow_interfaces(&mut self, present: &[String], now: Instant) {
         let running: BTreeSet<String> =
-            slots.iter().filter(|(_, s)| s.child.is_some()).map(|(i, _)| i.clone()).collect();
+            self.slots.iter().filter(|(_, s)| s.child.is_some()).map(|(i, _)| i.clone()).collect();
         let blocked: BTreeSet<String> =
-            slots.iter().filter(|(_, s)| s.retry_at.is_some_and(|t| t > now)).map(|(i, _)| i.clone()).collect();
-        let plan = wifi::plan(&present, &running, &blocked);
+            self.slots.iter().filter(|(_, s)| s.retry_at.is_some_and(|t| t > now)).map(|(i, _)| i.clone()).collect();
+        let plan = wifi::plan(present, &running, &blocked);
         for iface in plan.stop {
-            if let Some(slot) = slots.remove(&iface) {
-                if let Some((mut child, _)) = slot.child {
-                    log(&format!("{iface}: interface gone; stopping its wpa_supplicant"));
-                    signal(&child, libc::SIGTERM);
-                    let _ = child.wait();
-                }
+            if let Some((mut child, _)) = self.slots.remove(&iface).and_then(|s| s.child) {
+                log(&format!("{iface}: interface gone; stopping its wpa_supplicant"));
+                signal(&child, libc::SIGTERM);
+                let _ = child.wait();
             }
         }
-        slots.retain(|iface, slot| slot.child.is_some() || present.contains(iface));
+        self.slots.retain(|iface, slot| slot.child.is_some() || present.contains(iface));
         for iface in plan.start {
-            let slot = slots.entry(iface.clone()).or_insert(Slot { child: None, failures: 0, retry_at: None });
+            let slot = self.slots.entry(iface.clone()).or_insert(Slot { child: None, failures: 0, retry_at: None });
             match start(&iface) {
                 Ok(child) => {
                     log(&format!("{iface}: wpa_supplicant started (pid {})", child.id()));
@@ -107,27 +102,27 @@ fn main() {
                 }
             }
         }
-        let current = wifi::fingerprint(Path::new(wifi::CONFIG));
+    }
+
+    /// Asks every wpa_supplicant to re-read a changed configuration.
+    fn reload(&self, before: &wifi::Fingerprint, now: &wifi::Fingerprint) {
         let pids: BTreeMap<String, u32> =
-            slots.iter().filter_map(|(i, s)| s.child.as_ref().map(|(c, _)| (i.clone(), c.id()))).collect();
-        for iface in wifi::reload(&config, &current, &pids) {
-            if let Some((child, _)) = slots.get(&iface).and_then(|s| s.child.as_ref()) {
+            self.slots.iter().filter_map(|(i, s)| s.child.as_ref().map(|(c, _)| (i.clone(), c.id()))).collect();
+        for iface in wifi::reload(before, now, &pids) {
+            if let Some((child, _)) = self.slots.get(&iface).and_then(|s| s.child.as_ref()) {
                 log(&format!("{iface}: configuration changed; wpa_supplicant re-reads it"));
                 signal(child, libc::SIGHUP);
             }
         }
-        config = current;
-        std::thread::sleep(POLL);
     }
-    log("stopping");
-    for (_, slot) in slots.iter_mut() {
-        if let Some((child, _)) = slot.child.as_ref() {
+
+    /// SIGTERM to every wpa_supplicant, SIGKILL to those still there after 5 s.
+    fn stop(&mut self) {
+        for (child, _) in self.slots.values().filter_map(|s| s.child.as_ref()) {
             signal(child, libc::SIGTERM);
         }
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for (_, slot) in slots.iter_mut() {
-        if let Some((child, _)) = slot.child.as_mut() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (child, _) in self.slots.values_mut().filter_map(|s| s.child.as_mut()) {
             while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -135,4 +130,28 @@ fn main() {
             let _ = child.wait();
         }
     }
+}
+
+fn main() {
+    if std::env::args().nth(1).is_some() {
+        println!("lightwhale-wifi runs wpa_supplicant for every Wi-Fi interface; the init starts it once `setup-wifi` has configured Wi-Fi. It takes no arguments.");
+        return;
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_stop as *const () as libc::sighandler_t) };
+    }
+    let mut runner = Runner::default();
+    let mut config = wifi::fingerprint(Path::new(wifi::CONFIG));
+    while !STOP.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        runner.reap(now);
+        runner.follow_interfaces(&wifi::interfaces(Path::new(wifi::SYS_CLASS_NET)), now);
+        let current = wifi::fingerprint(Path::new(wifi::CONFIG));
+        runner.reload(&config, &current);
+        config = current;
+        std::thread::sleep(POLL);
+    }
+    log("stopping");
+    runner.stop();
 }

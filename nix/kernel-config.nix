@@ -15,6 +15,11 @@ in
   # nixpkgs compresses modules with xz; the init hands them to finit_module compressed and
   # the kernel unpacks them.
   MODULE_DECOMPRESS = yes;
+  # Firmware is copied from linux-firmware as it is packaged; compressed files (.zst, .xz)
+  # load too, as on Debian's kernel.
+  FW_LOADER_COMPRESS = yes;
+  FW_LOADER_COMPRESS_XZ = yes;
+  FW_LOADER_COMPRESS_ZSTD = yes;
 
   # Hardening. Landlock and seccomp confine the init's device probe and the services;
   # lockdown backs `lockdown=integrity` on the command line (nixpkgs turns the LSM off);

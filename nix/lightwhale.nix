@@ -92,6 +92,9 @@ let
     value = "${workspaceBinaries.${name}}/bin/${name}";
   }) manifest.workspaceBinaries);
   links = builtins.mapAttrs (_: spec: let l = linkSpec spec; in "${l.package}/${l.path}") manifest.nixLinks // binaryLinks;
+  # Where the kept drivers' firmware comes from: only the files they ask for are copied
+  # into the tree (image/src/firmware.rs), so these packages stay out of the closure.
+  firmwareDirs = map (name: "${attr name}/lib/firmware") manifest.nixFirmware;
   linkPackages = map (spec: (linkSpec spec).package) (builtins.attrValues manifest.nixLinks) ++ builtins.attrValues workspaceBinaries;
   # The store cannot hold setuid files; the image gets a setuid copy.
   setuid = { "usr/bin/sudo" = "${pkgs.sudo}/bin/sudo"; };
@@ -106,6 +109,7 @@ let
       --links ${pkgs.writeText "lightwhale-links.json" (builtins.toJSON links)} \
       --kernel-modules ${kernel}/lib/modules --release ${release} \
       --pam ${pkgs.linux-pam} \
+      ${builtins.concatStringsSep " " (map (dir: "--firmware ${dir}") firmwareDirs)} \
       ${builtins.concatStringsSep " " (builtins.attrValues (builtins.mapAttrs (path: file: "--setuid ${path}=${file}") setuid))} \
       --modules ${src}/modules \
       --version ${version} --build-id ${buildId} --nixpkgs ${nixpkgsRev} \

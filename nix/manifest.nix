@@ -17,6 +17,7 @@ let
       description = t.description;
       nixPackages = (t.nix or { }).packages or [ ];
       nixLinks = (t.nix or { }).links or { };
+      nixFirmware = (t.nix or { }).firmware or [ ];
       users = map (u: {
         inherit (u) name password;
         groups = u.groups or [ ];
@@ -42,6 +43,8 @@ in
   moduleNames = names;
   # nixpkgs attribute paths ("docker", "pkgsStatic.busybox"), in module order.
   nixPackages = unique (all "nixPackages");
+  # nixpkgs attributes whose lib/firmware the kept drivers' firmware is copied from.
+  nixFirmware = unique (all "nixFirmware");
   # Image path -> "attribute:path inside its output".
   nixLinks = builtins.foldl' (acc: m: acc // m.nixLinks) { } modules;
   users = all "users";
@@ -53,5 +56,6 @@ in
   # Binaries built from this repository, installed as /usr/sbin/<name>.
   workspaceBinaries = all "workspaceBinaries";
   # Every module must say what it needs from nixpkgs, or the Nix image would lack it.
-  modulesWithoutNixPackages = map (m: m.name) (builtins.filter (m: m.nixPackages == [ ]) modules);
+  modulesWithoutNixPackages =
+    map (m: m.name) (builtins.filter (m: m.nixPackages == [ ] && m.nixFirmware == [ ]) modules);
 }

@@ -4,12 +4,14 @@
 //!
 //! Artefacts: `squashfs` (rootfs.squashfs, and rootfs.img with its hashes), `initramfs`
 //! (the deterministic `cpio` writer), `iso` (hybrid, ISOLINUX and GRUB). Root-tree steps
-//! both paths share: `manifest` (modules/*/module.toml), `install`, `users`, `kmods`, `tree`;
+//! both paths share: `manifest` (modules/*/module.toml), `install`, `users`, `kmods`, `firmware`,
+//! `tree`;
 //! and the Nix path's own: `nixroot`.
 
 pub mod cmd;
 pub mod cpio;
 pub mod error;
+pub mod firmware;
 pub mod initramfs;
 pub mod install;
 pub mod iso;

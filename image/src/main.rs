@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use lightwhale_image::manifest::{self, Module};
-use lightwhale_image::{initramfs, iso, kmods, nixroot, squashfs, users, Error, Result};
+use lightwhale_image::{firmware, initramfs, iso, kmods, nixroot, squashfs, users, Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,9 @@ enum Cmd {
     Users(UsersArgs),
     /// Drop the kernel modules the modules' [prune] lists name, decompress the rest, depmod.
     KernelModules(KernelModulesArgs),
+    /// Keep only the firmware the tree's (pruned) kernel modules ask for in its
+    /// usr/lib/firmware, per the modules' [firmware] rules.
+    Firmware(KernelModulesArgs),
     /// Squash a root tree into rootfs.squashfs and wrap it with its hashes as rootfs.img.
     Squashfs(SquashfsArgs),
     /// Write the early initramfs: the init and the stage 1 kernel modules.
@@ -53,6 +56,10 @@ struct NixRootArgs {
     /// linux-pam's output.
     #[arg(long, value_name = "DIR")]
     pam: PathBuf,
+    /// A lib/firmware directory the kept drivers' firmware is copied from (repeatable;
+    /// the first one that has a file wins).
+    #[arg(long, value_name = "DIR")]
+    firmware: Vec<PathBuf>,
     /// IMAGE_PATH=STORE_FILE: copied out of the store and made setuid root (repeatable).
     #[arg(long, value_name = "IMAGE_PATH=STORE_FILE", value_parser = parse_setuid)]
     setuid: Vec<(String, PathBuf)>,
@@ -240,6 +247,19 @@ fn run(cli: Cli) -> Result<()> {
             println!("kernel modules: {} kept, {} dropped", k.kept, k.dropped);
             Ok(())
         }
+        Cmd::Firmware(a) => {
+            let mods = a.modules.load()?;
+            let f = firmware::prune_in_place(&a.root, &a.release, &firmware::Rules::from_modules(&mods)?)?;
+            println!(
+                "firmware: {} files ({:.1} MB, {:.1} MB stored) kept, {} skipped, {} asked for but not packaged",
+                f.files,
+                f.bytes as f64 / 1e6,
+                f.stored_bytes as f64 / 1e6,
+                f.skipped,
+                f.missing
+            );
+            Ok(())
+        }
         Cmd::Squashfs(a) => {
             std::fs::create_dir_all(&a.out_dir).map_err(|source| Error::Io {
                 step: "squashfs",
@@ -305,6 +325,7 @@ fn run(cli: Cli) -> Result<()> {
                 kernel_modules: &a.kernel_modules,
                 release: &a.release,
                 pam: &a.pam,
+                firmware: &a.firmware,
                 setuid: &a.setuid.into_iter().collect(),
                 modules: &mods,
                 version: &a.version,

@@ -33,6 +33,8 @@ pub struct ModuleToml {
     pub prune: Prune,
     #[serde(default)]
     pub workspace: Workspace,
+    #[serde(default)]
+    pub firmware: Firmware,
 }
 
 /// What the module takes from this repository itself.
@@ -52,6 +54,9 @@ pub struct Debian {
     pub packages: Vec<String>,
     #[serde(default)]
     pub stubs: Vec<Stub>,
+    /// Archive components besides `main` the packages come from (`non-free-firmware`).
+    #[serde(default)]
+    pub components: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +78,10 @@ pub struct Nix {
     /// where programs look for them (a CLI plugin, /etc/ssh/moduli, the CA bundle).
     #[serde(default)]
     pub links: BTreeMap<String, String>,
+    /// nixpkgs attributes whose `lib/firmware` the kept drivers' firmware is taken from
+    /// (only the files they ask for; see `firmware`): not part of the closure.
+    #[serde(default)]
+    pub firmware: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -136,6 +145,26 @@ pub struct Prune {
     pub keep_setuid: Vec<String>,
 }
 
+/// Which firmware files the image ships, beyond "what a kept kernel module asks for"
+/// (image/src/firmware.rs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firmware {
+    /// Kernel module directories or files (below lib/modules/<release>/kernel, as in
+    /// `drop_kernel_modules`) whose firmware ships; none listed: every kept module's.
+    #[serde(default)]
+    pub drivers: Vec<String>,
+    /// Files that drivers look for in several API versions, newest first, with `{N}` for
+    /// the version (`iwlwifi-*-{N}.ucode`): only the newest one present at or below the
+    /// version the driver asks for is shipped.
+    #[serde(default)]
+    pub api_versions: Vec<String>,
+    /// Globs of firmware files a kept driver asks for that the image leaves out anyway
+    /// (chips too rare or too old for what their firmware costs).
+    #[serde(default)]
+    pub skip: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Module {
     pub name: String,
@@ -189,6 +218,14 @@ pub fn debian_packages(modules: &[Module]) -> Vec<String> {
     v
 }
 
+/// The archive components (besides `main`) of all modules, sorted.
+pub fn debian_components(modules: &[Module]) -> Vec<String> {
+    let mut v: Vec<String> = modules.iter().flat_map(|m| m.toml.debian.components.iter().cloned()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Everything of one kind from all modules, in module order.
 pub fn all<'a, T>(modules: &'a [Module], pick: impl Fn(&'a ModuleToml) -> &'a Vec<T>) -> Vec<T>
 where
@@ -223,15 +260,17 @@ mod tests {
             assert!(pkgs.iter().any(|x| x == p), "{p} missing");
         }
         for m in &mods {
+            let nix = &m.toml.nix;
             assert_eq!(
                 m.toml.debian.packages.is_empty(),
-                m.toml.nix.packages.is_empty(),
+                nix.packages.is_empty() && nix.firmware.is_empty(),
                 "{}: both build paths need packages",
                 m.name
             );
         }
         let bins = all(&mods, |m| &m.workspace.binaries);
         assert!(bins.contains(&"lightwhale-compose-apps".to_string()), "{bins:?}");
+        assert_eq!(debian_components(&mods), ["non-free-firmware"]);
         let op = mods.iter().flat_map(|m| &m.toml.users).find(|u| u.name == "op").unwrap();
         assert_eq!(op.groups, vec!["sudo".to_string(), "docker".to_string()]);
     }

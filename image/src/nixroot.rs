@@ -31,6 +31,9 @@ pub struct NixRoot<'a> {
     pub release: &'a str,
     /// linux-pam's output (its lib/security holds pam_unix.so).
     pub pam: &'a Path,
+    /// lib/firmware directories of the modules' `[nix] firmware` packages: the firmware
+    /// the kept drivers ask for is copied from them (not the whole closure).
+    pub firmware: &'a [PathBuf],
     /// Image path -> store file to copy there and make setuid root (sudo).
     pub setuid: &'a BTreeMap<String, PathBuf>,
     pub modules: &'a [Module],
@@ -198,6 +201,9 @@ pub fn build(r: &NixRoot) -> Result<Vec<String>> {
         &manifest::all(r.modules, |m| &m.prune.require_kernel_modules),
     )?;
     crate::kmods::depmod(tree, r.release)?;
+    let sources: Vec<crate::firmware::Source> =
+        r.firmware.iter().map(|dir| crate::firmware::Source { dir, root: None }).collect();
+    crate::firmware::install(tree, r.release, &sources, &crate::firmware::Rules::from_modules(r.modules)?)?;
 
     install::module_files(tree, r.modules, BuildPath::Nix)?;
     let applied = crate::users::apply(
@@ -317,6 +323,10 @@ mod tests {
         let kernel = f.store.join("eee-linux/lib/modules");
         f.file("eee-linux/lib/modules/6.12.0/modules.dep", "");
         f.file("eee-linux/lib/modules/6.12.0/modules.builtin", "kernel/fs/squashfs/squashfs.ko\n");
+        f.file("eee-linux/lib/modules/6.12.0/modules.builtin.modinfo", "cfg80211.firmware=regulatory.db\0");
+        // Firmware comes from outside the closure: only what a driver asks for is copied.
+        let regdb = f.file("hhh-wireless-regdb/lib/firmware/regulatory.db", "db").parent().unwrap().to_path_buf();
+        f.file("hhh-wireless-regdb/lib/firmware/unasked.bin", "x");
         let env = f.store.join("fff-env");
         f.link("fff-env/bin/bash", &bash.join("bin/bash"));
         f.link("fff-env/bin/sudo", &sudo.join("bin/sudo"));
@@ -344,6 +354,7 @@ mod tests {
             kernel_modules: &kernel,
             release: "6.12.0",
             pam: &pam,
+            firmware: std::slice::from_ref(&regdb),
             setuid: &setuid,
             modules: std::slice::from_ref(&m),
             version: "0.1.0",
@@ -366,6 +377,9 @@ mod tests {
         assert_eq!(std::fs::read_link(tree.join("usr/libexec/docker/cli-plugins/docker-compose")).unwrap(), compose);
         // Kernel modules where the init and modprobe look, indexed.
         assert!(tree.join("usr/lib/modules/6.12.0/modules.dep.bin").exists());
+        // Firmware where the kernel looks, only what was asked for.
+        assert_eq!(std::fs::read_to_string(tree.join("usr/lib/firmware/regulatory.db")).unwrap(), "db");
+        assert!(!tree.join("usr/lib/firmware/unasked.bin").exists());
         // Module files, Nix-only files, init config, mount points.
         assert_eq!(std::fs::read_to_string(tree.join("etc/motd")).unwrap(), "hello\n");
         assert!(tree.join("etc/sudoers").is_file());

@@ -60,6 +60,7 @@ fn rust_view(mods: &[Module]) -> Value {
                 "description": t.description,
                 "nixPackages": t.nix.packages,
                 "nixLinks": t.nix.links,
+                "nixFirmware": t.nix.firmware,
                 "users": t.users,
                 "groups": t.groups,
                 "systemUsers": t.system_users,
@@ -76,6 +77,12 @@ fn rust_view(mods: &[Module]) -> Value {
             packages.push(p.clone());
         }
     }
+    let mut firmware: Vec<String> = Vec::new();
+    for f in mods.iter().flat_map(|m| &m.toml.nix.firmware) {
+        if !firmware.contains(f) {
+            firmware.push(f.clone());
+        }
+    }
     let links: serde_json::Map<String, Value> =
         mods.iter().flat_map(|m| &m.toml.nix.links).map(|(k, v)| (k.clone(), json!(v))).collect();
     json!({
@@ -83,6 +90,7 @@ fn rust_view(mods: &[Module]) -> Value {
         "moduleNames": mods.iter().map(|m| &m.name).collect::<Vec<_>>(),
         "nixPackages": packages,
         "nixLinks": links,
+        "nixFirmware": firmware,
         "users": manifest::all(mods, |m| &m.users),
         "groups": manifest::all(mods, |m| &m.groups),
         "systemUsers": system_users(mods),
@@ -90,7 +98,11 @@ fn rust_view(mods: &[Module]) -> Value {
         "dropKernelModules": manifest::all(mods, |m| &m.prune.drop_kernel_modules),
         "requireKernelModules": manifest::all(mods, |m| &m.prune.require_kernel_modules),
         "workspaceBinaries": manifest::all(mods, |m| &m.workspace.binaries),
-        "modulesWithoutNixPackages": mods.iter().filter(|m| m.toml.nix.packages.is_empty()).map(|m| &m.name).collect::<Vec<_>>(),
+        "modulesWithoutNixPackages": mods
+            .iter()
+            .filter(|m| m.toml.nix.packages.is_empty() && m.toml.nix.firmware.is_empty())
+            .map(|m| &m.name)
+            .collect::<Vec<_>>(),
     })
 }
 

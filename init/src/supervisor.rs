@@ -36,6 +36,10 @@ pub fn request_for(sig: Signal) -> Option<PowerRequest> {
     }
 }
 
+/// Sent to PID 1 after a service's `only_if_exists` file was created or removed (by
+/// `setup-wifi`, for instance): the supervisor starts or stops such services at once.
+pub const RECHECK_SIGNAL: Signal = Signal::SIGHUP;
+
 /// Restart delay after `failures` quick exits in a row: 1 s, 2 s, 4 s ... up to 60 s.
 pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
@@ -50,10 +54,25 @@ const HEALTHY_RUN: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Disabled,
-    Waiting { since: Instant },
-    Setup { step: usize, pid: Pid },
-    Running { pid: Pid, since: Instant },
-    Backoff { until: Instant },
+    Waiting {
+        since: Instant,
+    },
+    Setup {
+        step: usize,
+        pid: Pid,
+    },
+    Running {
+        pid: Pid,
+        since: Instant,
+    },
+    Backoff {
+        until: Instant,
+    },
+    /// Asked to stop because its `only_if_exists` file went away; SIGKILL at `kill_at`.
+    Stopping {
+        pid: Pid,
+        kill_at: Instant,
+    },
     Done,
 }
 
@@ -90,6 +109,8 @@ pub enum Exit {
     SetupFailed(usize),
     /// The service itself ended; `healthy` if it ran long enough to reset the backoff.
     Ended { healthy: bool },
+    /// A service asked to stop (State::Stopping) has stopped.
+    Stopped,
     /// Not the unit's current process.
     NotOurs,
 }
@@ -106,6 +127,7 @@ pub fn on_exit(state: State, pid: Pid, success: bool, now: Instant) -> Exit {
         State::Running { pid: p, since } if p == pid => {
             Exit::Ended { healthy: now.saturating_duration_since(since) >= HEALTHY_RUN }
         }
+        State::Stopping { pid: p, .. } if p == pid => Exit::Stopped,
         _ => Exit::NotOurs,
     }
 }
@@ -145,6 +167,7 @@ pub fn state_name(state: &State) -> &'static str {
         State::Setup { .. } => "starting",
         State::Running { .. } => "running",
         State::Backoff { .. } => "restarting",
+        State::Stopping { .. } => "stopping",
         State::Done => "stopped",
     }
 }
@@ -285,6 +308,13 @@ impl Supervisor {
         }
         for i in 0..self.units.len() {
             let unit = &mut self.units[i];
+            if let State::Stopping { pid, kill_at } = unit.state {
+                if now >= kill_at {
+                    log::warn!("service {}: did not stop in time; killing it", unit.svc.name);
+                    let _ = kill(pid, Signal::SIGKILL);
+                    unit.state = State::Stopping { pid, kill_at: now + Duration::from_secs(3600) };
+                }
+            }
             unit.state = tick(unit.state, now);
             if let State::Waiting { since } = unit.state {
                 if conditions_met(&unit.svc, since) {
@@ -363,7 +393,9 @@ impl Supervisor {
             .iter()
             .filter_map(|u| match u.state {
                 State::Waiting { .. } => Some(Duration::from_millis(200)),
-                State::Backoff { until } => Some(until.saturating_duration_since(now)),
+                State::Backoff { until } | State::Stopping { kill_at: until, .. } => {
+                    Some(until.saturating_duration_since(now))
+                }
                 _ => None,
             })
             .chain([NOTICE_EVERY])
@@ -401,17 +433,22 @@ impl Supervisor {
             }
         }
         let mut request = None;
+        let mut recheck = false;
         while let Ok(Some(info)) = self.signals.read_signal() {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
             if sig == Signal::SIGCHLD {
                 continue;
             }
+            recheck |= sig == RECHECK_SIGNAL;
             if let Some(r) = request_for(sig) {
                 log::info!("received {sig}: {r:?}");
                 request = Some(r);
             }
         }
         self.reap();
+        if recheck {
+            self.recheck_configured();
+        }
         request
     }
 
@@ -460,6 +497,11 @@ impl Supervisor {
                     }
                     self.failed(i);
                 }
+                Exit::Stopped => {
+                    log::info!("service {name}: stopped ({})", describe(&status));
+                    self.changed = true;
+                    self.units[i].state = State::Disabled;
+                }
                 Exit::NotOurs => {}
             }
         }
@@ -471,7 +513,7 @@ impl Supervisor {
         let order = stop_order(&self.units.iter().map(|u| u.first_start).collect::<Vec<_>>());
         for i in order {
             let pid = match self.units[i].state {
-                State::Running { pid, .. } | State::Setup { pid, .. } => pid,
+                State::Running { pid, .. } | State::Setup { pid, .. } | State::Stopping { pid, .. } => pid,
                 _ => continue,
             };
             let name = self.units[i].svc.name.clone();
@@ -498,6 +540,56 @@ impl Supervisor {
         }
         self.changed = true;
         self.publish();
+    }
+}
+
+/// What a re-check (RECHECK_SIGNAL) does to a service with `only_if_exists`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Start,
+    Stop,
+    Keep,
+}
+
+/// Pure: start a service whose file appeared, stop one whose file went away; a service
+/// that is already on its way (or finished for good) is left alone.
+fn change_for(configured: bool, state: &State) -> Change {
+    match (configured, state) {
+        (true, State::Disabled) => Change::Start,
+        (false, State::Disabled | State::Stopping { .. } | State::Done) => Change::Keep,
+        (false, _) => Change::Stop,
+        (true, _) => Change::Keep,
+    }
+}
+
+impl Supervisor {
+    /// Starts the services whose `only_if_exists` file now exists and stops those whose
+    /// file is gone: a command that configures a service takes effect at once.
+    fn recheck_configured(&mut self) {
+        let now = Instant::now();
+        for unit in self.units.iter_mut() {
+            let Some(path) = unit.svc.only_if_exists.as_deref() else { continue };
+            let configured = Path::new(path).exists();
+            match change_for(configured, &unit.state) {
+                Change::Start => {
+                    log::info!("service {}: configured ({path} exists), starting", unit.svc.name);
+                    unit.failures = 0;
+                    unit.state = State::Waiting { since: now };
+                }
+                Change::Stop => {
+                    log::info!("service {}: no longer configured ({path} is gone), stopping", unit.svc.name);
+                    unit.state = match unit.state {
+                        State::Running { pid, .. } | State::Setup { pid, .. } => {
+                            let _ = kill(pid, unit.svc.stop_signal);
+                            State::Stopping { pid, kill_at: now + Duration::from_secs(unit.svc.stop_timeout_secs) }
+                        }
+                        _ => State::Disabled,
+                    };
+                }
+                Change::Keep => {}
+            }
+            self.changed = true;
+        }
     }
 }
 
@@ -738,6 +830,32 @@ mod tests {
         assert_eq!(tick(b, later), State::Waiting { since: later });
         let r = State::Running { pid: Pid::from_raw(1), since: t0 };
         assert_eq!(tick(r, later), r);
+    }
+
+    #[test]
+    fn a_recheck_starts_configured_and_stops_unconfigured_services() {
+        let now = Instant::now();
+        let pid = Pid::from_raw(42);
+        // The file appeared: a service that was never started starts.
+        assert_eq!(change_for(true, &State::Disabled), Change::Start);
+        // The file is gone: whatever runs or is about to run stops.
+        for state in [
+            State::Running { pid, since: now },
+            State::Setup { step: 0, pid },
+            State::Waiting { since: now },
+            State::Backoff { until: now },
+        ] {
+            assert_eq!(change_for(false, &state), Change::Stop, "{state:?}");
+            assert_eq!(change_for(true, &state), Change::Keep, "{state:?}");
+        }
+        // Nothing twice, and a finished one-shot stays finished.
+        assert_eq!(change_for(false, &State::Stopping { pid, kill_at: now }), Change::Keep);
+        assert_eq!(change_for(false, &State::Disabled), Change::Keep);
+        assert_eq!(change_for(true, &State::Done), Change::Keep);
+        assert_eq!(RECHECK_SIGNAL, Signal::SIGHUP);
+        assert_eq!(request_for(RECHECK_SIGNAL), None, "the re-check signal must not power anything off");
+        // The stopped service's exit is recognised as such.
+        assert_eq!(on_exit(State::Stopping { pid, kill_at: now }, pid, false, now), Exit::Stopped);
     }
 
     #[test]

@@ -136,6 +136,11 @@
         dhcpcd = pkg "dhcpcd"; # pkgs/by-name/dh/dhcpcd/package.nix: bin/dhcpcd, reads /etc/dhcpcd.conf
         openssh = pkg "openssh"; # pkgs/tools/networking/openssh/default.nix: bin/sshd, etc/ssh/moduli
         chrony = pkg "chrony"; # pkgs/by-name/ch/chrony/package.nix: bin/chronyd, bin/chronyc (--sbindir=$out/bin)
+        wpa_supplicant = pkg "wpa_supplicant"; # pkgs/os-specific/linux/wpa_supplicant/default.nix: bin/wpa_supplicant, bin/wpa_cli (sbin moved to bin)
+        iw = drv "iw" { outputs = [ "out" "man" ]; }; # pkgs/by-name/iw/iw/package.nix: bin/iw
+        # Firmware sources: the image copies single files out of their lib/firmware.
+        linux-firmware = pkg "linux-firmware"; # pkgs/by-name/li/linux-firmware/package.nix: lib/firmware (make install + dedup: plain files, relative symlinks)
+        wireless-regdb = pkg "wireless-regdb"; # pkgs/by-name/wi/wireless-regdb/package.nix: lib/firmware/regulatory.db(.p7s)
 
         # Image assembly and test tools.
         squashfsTools = pkg "squashfs-tools"; # pkgs/by-name/sq/squashfsTools/package.nix: bin/mksquashfs (>= 4.6: -pseudo-override)

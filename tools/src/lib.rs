@@ -5,3 +5,4 @@
 pub mod logs;
 pub mod root;
 pub mod status;
+pub mod wifi;

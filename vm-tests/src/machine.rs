@@ -311,13 +311,16 @@ impl Machine {
     /// group) when `timeout` runs out, so a hung command does not take the console with it;
     /// it then exits with 137.
     pub fn execute(&mut self, cmd: &str, timeout: Duration) -> Result<Output, VmError> {
+        // The watcher ends with SIGKILL to its process group: a plain `kill` (SIGTERM) left
+        // it asleep in the console's shell, and every command then took its whole timeout
+        // (and a `wait_until_succeeds` whose first try failed had no time left to retry).
         self.nonce += 1;
         let n = self.nonce;
         let secs = timeout.as_secs().max(1);
         let line = format!(
             "( shopt -s expand_aliases; set -o pipefail; eval \"$(printf %s {} | base64 -d)\" ) </dev/null >/tmp/.lw-out 2>&1 & lwp=$!; \
              ( sleep {secs}; kill -KILL -- -$lwp ) >/dev/null 2>&1 & lww=$!; \
-             wait $lwp; lwrc=$?; kill $lww 2>/dev/null; wait $lww 2>/dev/null; \
+             wait $lwp; lwrc=$?; kill -KILL -- -$lww 2>/dev/null; wait $lww 2>/dev/null; \
              printf '@@LW%s:%s:' {n} $lwrc; base64 -w0 /tmp/.lw-out; printf ':WL@@\\n'\n",
             b64(cmd.as_bytes())
         );

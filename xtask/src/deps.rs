@@ -30,6 +30,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "losetup for the host-side persistence tests"),
     ("fdisk", "sfdisk cross-checks the partition table in the host tests"),
     ("nix-bin", "nix-instantiate checks the flake's pure parts"),
+    ("hostapd", "test only: the access point of the Wi-Fi VM test (copied into the VM, not part of the image)"),
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -109,7 +109,7 @@ fn need_root() -> Result<()> {
 }
 
 /// The key of everything the rootfs stage (the tree) reads.
-fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
+fn rootfs_key(ctx: &Ctx, opts: &Options, mods: &[Module]) -> Result<String> {
     let mut h = Sha256::new();
     let modules = ctx.root.join("modules");
     util::hash_tree(&modules, &mut h).ctx("rootfs", &modules)?;
@@ -117,11 +117,12 @@ fn rootfs_key(ctx: &Ctx, opts: &Options) -> Result<String> {
     h.update(lightwhale_image::users::RECIPE);
     h.update(lightwhale_image::users::ACCOUNTS_RECIPE);
     h.update(lightwhale_image::kmods::RECIPE);
+    h.update(lightwhale_image::firmware::RECIPE);
     h.update(lightwhale_image::install::RECIPE);
     h.update(lightwhale_image::tree::RECIPE);
     h.update(format!("{} {} {} {}", ctx.suite, ctx.mirror, ctx.epoch, opts.refresh));
     // The cached package lists decide the package versions.
-    let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
+    let lists = rootfs::lists_dir(ctx, mods);
     if lists.join(".complete").exists() {
         if let Ok(rd) = std::fs::read_dir(&lists) {
             let mut names: Vec<PathBuf> =
@@ -260,10 +261,9 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
     let p = paths(ctx);
 
     if opts.refresh {
-        let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
-        let _ = std::fs::remove_dir_all(&lists);
+        let _ = std::fs::remove_dir_all(rootfs::lists_dir(ctx, &mods));
     }
-    let stamp = Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?);
+    let stamp = Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts, &mods)?);
     let tree = ctx.build.join("rootfs");
     let release_file = ctx.build.join("kernel-release");
     let release = if !opts.force && stamp.fresh() && tree.is_dir() && p.kernel.is_file() {
@@ -275,7 +275,7 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
         let r = rootfs::build(ctx, &mods)?;
         std::fs::write(&release_file, &r.kernel_release).ctx("rootfs", &release_file)?;
         // The rootfs key may have changed if this run fetched the package lists.
-        Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts)?).write().ctx("rootfs", &ctx.build)?;
+        Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts, &mods)?).write().ctx("rootfs", &ctx.build)?;
         r.kernel_release
     };
 

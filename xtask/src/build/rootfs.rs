@@ -8,7 +8,7 @@ use lightwhale_image::cmd;
 use lightwhale_image::install::{self, BuildPath};
 use lightwhale_image::manifest::{self as modules, Module};
 use lightwhale_image::progress::Step;
-use lightwhale_image::{kmods, tree as ftree, users};
+use lightwhale_image::{firmware, kmods, tree as ftree, users};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,15 +32,34 @@ pub fn build(ctx: &Ctx, modules: &[Module]) -> Result<Rootfs> {
     Ok(Rootfs { kernel_release })
 }
 
+/// Pure: the name of the cached package lists' directory. The lists are reused without
+/// `apt update` (same index, same package versions), so they are keyed by what they
+/// index: the suite and the archive components besides `main`.
+pub fn lists_dir_name(suite: &str, components: &[String]) -> String {
+    let extra: Vec<&str> = components.iter().map(String::as_str).filter(|c| *c != "main").collect();
+    if extra.is_empty() {
+        format!("lists-{suite}")
+    } else {
+        format!("lists-{suite}-{}", extra.join("+"))
+    }
+}
+
+/// The cached package lists for these modules' components.
+pub fn lists_dir(ctx: &Ctx, modules: &[Module]) -> PathBuf {
+    ctx.cache.join(lists_dir_name(&ctx.suite, &modules::debian_components(modules)))
+}
+
 fn mmdebstrap(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<()> {
     let packages = modules::debian_packages(modules);
+    let components: Vec<String> =
+        std::iter::once("main".to_string()).chain(modules::debian_components(modules)).collect();
     let step = Step::start(format!(
         "rootfs: installing {} Debian {} packages and their dependencies (mmdebstrap)",
         packages.len(),
         ctx.suite
     ));
     let debs = ctx.cache.join("debs");
-    let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
+    let lists = lists_dir(ctx, modules);
     std::fs::create_dir_all(&debs).ctx(STEP, &debs)?;
     let have_lists = lists.join(".complete").exists();
     std::fs::create_dir_all(&lists).ctx(STEP, &lists)?;
@@ -52,6 +71,7 @@ fn mmdebstrap(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<()> {
         .arg("--variant=essential")
         .arg("--mode=root")
         .arg("--format=directory")
+        .arg(format!("--components={}", components.join(",")))
         .arg("--aptopt=APT::Install-Recommends \"false\"")
         .arg("--aptopt=Acquire::Retries \"3\"")
         .arg("--dpkgopt=path-exclude=/usr/share/man/*")
@@ -219,11 +239,16 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
         });
     }
     kmods::depmod(tree, &kernel_release)?;
+    let fw = firmware::prune_in_place(tree, &kernel_release, &firmware::Rules::from_modules(modules)?)?;
     step.done(&format!(
-        "kernel {kernel_release} ({} modules kept, {} of them signed, {} dropped), {} packages, {pruned} paths pruned, setuid/setgid removed from {}",
+        "kernel {kernel_release} ({} modules kept, {} of them signed, {} dropped), firmware {} files ({:.1} MB, {:.1} MB stored; {} skipped), {} packages, {pruned} paths pruned, setuid/setgid removed from {}",
         k.kept,
         k.signed,
         k.dropped,
+        fw.files,
+        fw.bytes as f64 / 1e6,
+        fw.stored_bytes as f64 / 1e6,
+        fw.skipped,
         manifest.lines().count(),
         stripped.len()
     ));
@@ -250,6 +275,16 @@ fn kernel_release(tree: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_lists_are_keyed_by_their_components() {
+        assert_eq!(lists_dir_name("trixie", &[]), "lists-trixie");
+        assert_eq!(lists_dir_name("trixie", &["main".into()]), "lists-trixie");
+        assert_eq!(
+            lists_dir_name("trixie", &["non-free-firmware".into(), "contrib".into()]),
+            "lists-trixie-non-free-firmware+contrib"
+        );
+    }
 
     #[test]
     fn hints_name_the_fix() {

@@ -155,3 +155,22 @@ fn the_lock_pins_the_known_good_nixpkgs() {
     assert_eq!(node["original"]["ref"], "nixos-25.11");
     assert_eq!(lock["nodes"]["root"]["inputs"]["nixpkgs"], "nixpkgs");
 }
+
+/// The flake builds from a filtered copy of the repository: a workspace member left out of
+/// it would make every Rust derivation fail on a machine with nixpkgs, which CI here cannot
+/// see by building.
+#[test]
+fn the_nix_source_keeps_every_workspace_member() {
+    let nix = std::fs::read_to_string(repo().join("nix/lightwhale.nix")).unwrap();
+    let line =
+        nix.lines().find(|l| l.trim_start().starts_with("kept = [")).expect("the kept list in nix/lightwhale.nix");
+    let kept: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+    let cargo: toml::Value = toml::from_str(&std::fs::read_to_string(repo().join("Cargo.toml")).unwrap()).unwrap();
+    let members = cargo["workspace"]["members"].as_array().expect("workspace members");
+    assert!(!members.is_empty());
+    for m in members {
+        let m = m.as_str().unwrap();
+        assert!(kept.contains(&m), "workspace member {m} is missing from `kept` in nix/lightwhale.nix");
+    }
+    assert!(kept.contains(&"Cargo.lock") && kept.contains(&"modules"));
+}

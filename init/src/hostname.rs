@@ -65,11 +65,14 @@ pub fn choose(hostname_file: Option<&str>, machine_id: &str) -> String {
         .unwrap_or_else(|| default_for(machine_id))
 }
 
-/// Pure: /etc/hosts with the machine's own line (`127.0.1.1 <name> <short name>`) set to
-/// `name`; every other line is kept as it is.
-pub fn hosts_with(hosts: &str, name: &str) -> String {
-    let short = name.split('.').next().unwrap_or(name);
-    let own = if short == name { format!("{SELF_ADDRESS}\t{name}") } else { format!("{SELF_ADDRESS}\t{name} {short}") };
+/// Pure: /etc/hosts with the machine's own line set to `127.0.1.1 <fqdn> <short>` (or
+/// `127.0.1.1 <short>`, Debian's convention); every other line is kept as it is. The
+/// NoCloud seed (its hostname and fqdn) and the boot (below) both write it this way.
+pub fn hosts_with(hosts: &str, short: &str, fqdn: Option<&str>) -> String {
+    let own = match fqdn {
+        Some(f) if f != short => format!("{SELF_ADDRESS}\t{f} {short}"),
+        _ => format!("{SELF_ADDRESS}\t{short}"),
+    };
     let mut out = String::new();
     let mut replaced = false;
     for line in hosts.lines() {
@@ -91,12 +94,27 @@ pub fn hosts_with(hosts: &str, name: &str) -> String {
     out
 }
 
+/// Pure: /etc/hosts for the name the boot chose. A 127.0.1.1 line that already names it is
+/// kept as it is (it may carry the FQDN a NoCloud seed gave); otherwise the line is set
+/// to `name` and, for a dotted name, its short form.
+pub fn hosts_for(hosts: &str, name: &str) -> String {
+    let names_it = hosts.lines().any(|l| {
+        let mut words = l.split_whitespace();
+        words.next() == Some(SELF_ADDRESS) && words.any(|w| w == name)
+    });
+    if names_it {
+        return hosts.to_string();
+    }
+    let short = name.split('.').next().unwrap_or(name);
+    hosts_with(hosts, short, Some(name))
+}
+
 /// Makes `name` the running system's name and /etc/hosts agree with it (written only
 /// when it changes, so an unchanged name writes nothing to the persistence disk).
 pub fn apply(name: &str) -> std::io::Result<()> {
     nix::unistd::sethostname(name).map_err(std::io::Error::from)?;
     let hosts = std::fs::read_to_string(HOSTS_FILE).unwrap_or_default();
-    let wanted = hosts_with(&hosts, name);
+    let wanted = hosts_for(&hosts, name);
     if wanted != hosts {
         std::fs::write(HOSTS_FILE, wanted)?;
     }
@@ -136,13 +154,22 @@ mod tests {
     fn hosts_keeps_everything_but_the_own_line() {
         let image = "127.0.0.1\tlocalhost\n127.0.1.1\tlightwhale\n::1\t\tlocalhost ip6-localhost ip6-loopback\n";
         assert_eq!(
-            hosts_with(image, "web01.example.com"),
+            hosts_for(image, "web01.example.com"),
             "127.0.0.1\tlocalhost\n127.0.1.1\tweb01.example.com web01\n::1\t\tlocalhost ip6-localhost ip6-loopback\n"
         );
         assert_eq!(
-            hosts_with("127.0.0.1 localhost\n10.0.0.5 db\n", "n1"),
+            hosts_for("127.0.0.1 localhost\n10.0.0.5 db\n", "n1"),
             "127.0.0.1 localhost\n10.0.0.5 db\n127.0.1.1\tn1\n"
         );
-        assert_eq!(hosts_with(&hosts_with(image, "n1"), "n1"), hosts_with(image, "n1"));
+        assert_eq!(hosts_for(&hosts_for(image, "n1"), "n1"), hosts_for(image, "n1"));
+    }
+
+    #[test]
+    fn a_seeded_fqdn_survives_the_boot() {
+        // The seed named the host seeded.example.com; /etc/hostname says "seeded".
+        let seeded = "127.0.0.1\tlocalhost\n127.0.1.1\tseeded.example.com seeded\n";
+        assert_eq!(hosts_for(seeded, "seeded"), seeded);
+        // A different name still replaces the line.
+        assert_eq!(hosts_for(seeded, "other"), "127.0.0.1\tlocalhost\n127.0.1.1\tother\n");
     }
 }

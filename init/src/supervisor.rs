@@ -699,12 +699,17 @@ fn spawn(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    // SAFETY: PID 1 is single-threaded when it spawns, so the child may allocate; setsid
-    // and the sandbox's prctl/capset/Landlock/seccomp calls are plain syscalls. Each
-    // service gets its own session so a getty can take a controlling terminal and
-    // signals to one do not hit the others; the sandbox goes on last, right before exec.
+    // SAFETY: PID 1 is single-threaded when it spawns, so the child may allocate; setsid,
+    // sigprocmask and the sandbox's prctl/capset/Landlock/seccomp calls are plain syscalls.
+    // PID 1 blocks the signals it reads from its signalfd, and a blocked mask survives
+    // exec: a service that does not clear it itself (chronyd, wpa_supplicant, a console
+    // login's shell) would never see SIGTERM or SIGINT. Each service gets its own session
+    // so a getty can take a controlling terminal and signals to one do not hit the
+    // others; the sandbox goes on last, right before exec.
     unsafe {
         cmd.pre_exec(move || {
+            nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(std::io::Error::from)?;
             nix::unistd::setsid().map_err(std::io::Error::from)?;
             if let Some(sb) = &sandbox {
                 sandbox::apply(sb).map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -118,9 +118,12 @@ fn clock_host_names_and_a_reboot_without_sync() -> Result<(), VmError> {
     // The power button with a container running: off within 30 s, the container stopped
     // by Docker (its TERM trap ran), and the next boot can read how the last one ended.
     m.succeed(
-        "d run -d --name worker -v data:/data lw/bb sh -c 'trap \"echo stopped-cleanly > /data/bye; exit 0\" TERM; while true; do sleep 1; done'",
+        "d run -d --name worker -v data:/data lw/bb sh -c 'trap \"echo stopped-cleanly > /data/bye; exit 0\" TERM; echo trap-set; while true; do sleep 1; done'",
         3 * MIN,
     )?;
+    // The shell sets its trap a moment after `docker run` returns (seconds under TCG); a
+    // TERM before that is ignored by a container's PID 1 and proves nothing.
+    m.wait_until_succeeds("d logs worker | grep -q trap-set", MIN)?;
     m.sudo("dmesg -n 7", MIN)?;
     let pressed = std::time::Instant::now();
     m.press_power_button()?;

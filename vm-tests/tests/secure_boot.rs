@@ -72,11 +72,12 @@ fn secure_boot_signed_chain_boots_and_works() -> Result<(), VmError> {
     m.succeed(STRIP_SIGNATURE, MIN)?;
     let refused = sudo_execute(&mut m, "insmod /tmp/dummy-unsigned.ko")?;
     assert_ne!(refused.code, 0, "an unsigned module loaded under Secure Boot: {}", refused.text);
+    // Lockdown refuses with EPERM (a malformed module would get ENOEXEC, a bad signature
+    // EKEYREJECTED); the kernel's own line about it is rate-limited, so it is only shown.
+    assert!(refused.text.contains("Operation not permitted"), "refused for another reason: {}", refused.text);
+    let said = m.sudo("dmesg | grep -i 'lockdown:' || true", MIN)?;
+    println!("LOCKDOWN (kernel log): {}", said.trim());
     m.sudo("modprobe dummy && grep -q '^dummy ' /proc/modules", MIN)?;
-    assert!(
-        m.sudo("dmesg", MIN)?.contains("unsigned module loading is restricted"),
-        "the kernel log does not name lockdown as the reason the unsigned module was refused"
-    );
 
     // Persistence claimed and mounted.
     let st = m.succeed("cat /run/lightwhale/persistence", MIN)?;
@@ -98,7 +99,8 @@ fn secure_boot_signed_chain_boots_and_works() -> Result<(), VmError> {
 #[ignore = "boots the ISO under QEMU: run with `cargo xtask test`"]
 fn secure_boot_refuses_an_unsigned_loader() -> Result<(), VmError> {
     let a = artifacts()?;
-    let dir = work_dir().join("secure-boot-unsigned");
+    // Not the machine's own directory, which the harness empties when the machine starts.
+    let dir = work_dir().join("secure-boot-unsigned-iso");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| VmError::Host(e.to_string()))?;
     let iso = dir.join("unsigned-loader.iso");

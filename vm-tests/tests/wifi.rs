@@ -158,10 +158,12 @@ fn wifi_with_setup_wifi_and_a_simulated_access_point() -> Result<(), VmError> {
     assert_eq!(m.sudo(&format!("stat -c %a {CONFIG}"), MIN)?.trim(), "600");
     m.fail(&format!("cat {CONFIG}"), MIN)?;
     m.sudo(&format!("! grep -q {} {CONFIG} && grep -q '^country=DE$' {CONFIG}", shell_quote(PASSWORD)), MIN)?;
-    assert!(m.succeed("iw reg get", MIN)?.contains("country DE"));
+    assert!(m.succeed("/usr/sbin/iw reg get", MIN)?.contains("country DE"));
     let addr = connected(&mut m, 3 * MIN)?;
     println!("boot 1: wlan0 {addr}");
     assert!(m.succeed("pgrep -a wpa_supplicant", MIN)?.contains("-i wlan0"));
+    // op is in group sudo, which owns the control socket: `wpa_cli` works without root.
+    assert!(m.succeed("/usr/sbin/wpa_cli -i wlan0 status", MIN)?.contains("wpa_state=COMPLETED"));
 
     // Boot 2: the configuration is on the persistence disk; the radios come back when the
     // (simulated) hardware does, and the machine connects without setup-wifi.

@@ -68,6 +68,8 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
                     "-p",
                     "lightwhale-vm-tests",
                     "--tests",
+                    // Every scenario runs even after one fails: one CI run shows them all.
+                    "--no-fail-fast",
                     "--",
                     "--ignored",
                     "--nocapture",

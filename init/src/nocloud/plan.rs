@@ -127,33 +127,6 @@ pub fn hostname(p: &Parsed) -> Option<(String, Option<String>)> {
     Some(if l.contains('.') { split(l) } else { (l.to_string(), None) })
 }
 
-/// /etc/hosts with the 127.0.1.1 line naming the host (Debian's convention).
-pub fn hosts_with(hosts: &str, short: &str, fqdn: Option<&str>) -> String {
-    let entry = match fqdn {
-        Some(f) if f != short => format!("127.0.1.1\t{f} {short}"),
-        _ => format!("127.0.1.1\t{short}"),
-    };
-    let mut out = String::new();
-    let mut placed = false;
-    for line in hosts.lines() {
-        if line.split_whitespace().next() == Some("127.0.1.1") {
-            if !placed {
-                out.push_str(&entry);
-                out.push('\n');
-                placed = true;
-            }
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    if !placed {
-        out.push_str(&entry);
-        out.push('\n');
-    }
-    out
-}
-
 /// Whether SSH password logins end up on (Some(true)), off (Some(false)) or as the image
 /// has them (None). Keys given without `ssh_pwauth: true` turn them off: the image's
 /// default password is public, and someone who provisions keys means to log in with them.
@@ -445,7 +418,7 @@ fn host(p: &Parsed, env: &Env, plan: &mut Plan) {
     plan.done.push(format!("hostname {name}"));
     plan.hostname = Some(format!("{name}\n"));
     if p.user.manage_etc_hosts {
-        let hosts = hosts_with(env.hosts, &short, fqdn.as_deref());
+        let hosts = crate::hostname::hosts_with(env.hosts, &short, fqdn.as_deref());
         if hosts != env.hosts {
             plan.hosts = Some(hosts);
         }

@@ -326,7 +326,7 @@ fn hostnames_follow_cloud_init() {
     assert_eq!(bad.hostname, None);
     assert_eq!(whats(&bad.refused), ["hostname bad_name!"]);
     assert!(plan_of(&parse_all("", "#cloud-config\nhostname: h\npreserve_hostname: true\n", None)).hostname.is_none());
-    assert_eq!(plan::hosts_with("127.0.0.1 localhost\n", "h", None), "127.0.0.1 localhost\n127.0.1.1\th\n");
+    assert_eq!(crate::hostname::hosts_with("127.0.0.1 localhost\n", "h", None), "127.0.0.1 localhost\n127.0.1.1\th\n");
 }
 
 #[test]

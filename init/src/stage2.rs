@@ -43,6 +43,15 @@ pub fn run(early: Early, opts: &crate::cmdline::Options) -> ! {
             log::warn!("{e}");
         }
     }
+    // The firmware's variables, read-only (writing some of them can make a machine
+    // unbootable): `lightwhale status` reads the SecureBoot variable there. UEFI only.
+    let efivars = Path::new("/sys/firmware/efi/efivars");
+    if efivars.is_dir() {
+        let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        if let Err(e) = mounts::fs_once("efivarfs", efivars, "efivarfs", flags, None) {
+            log::warn!("{e}");
+        }
+    }
     let n = sysctl::apply_all();
     step.done(&format!("hostname {hostname}, {} up, cgroup2, {n} sysctls", links.join(" ")));
 

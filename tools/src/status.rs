@@ -21,7 +21,34 @@ pub struct Status {
     pub services: Vec<ServiceStatus>,
     pub network: Network,
     pub time: TimeSync,
+    pub secure_boot: SecureBoot,
     pub warnings: Vec<String>,
+}
+
+/// UEFI Secure Boot as the firmware reports it, and the kernel's lockdown mode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SecureBoot {
+    /// None: not booted by UEFI (BIOS), or the variable is not readable.
+    pub enabled: Option<bool>,
+    /// The selected mode of /sys/kernel/security/lockdown (`none`, `integrity`,
+    /// `confidentiality`); None when the file is not there.
+    pub lockdown: Option<String>,
+}
+
+/// The firmware's SecureBoot variable (EFI global variable GUID).
+const SECURE_BOOT_VAR: &str = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e98c0333f7f6";
+
+/// Pure: the SecureBoot variable as efivarfs shows it (4 bytes of attributes, then the
+/// value: 1 on, 0 off).
+pub fn parse_secure_boot_var(bytes: &[u8]) -> Option<bool> {
+    bytes.get(4).map(|v| *v == 1)
+}
+
+/// Pure: the selected lockdown mode, the word in brackets ("none [integrity] confidentiality").
+pub fn parse_lockdown(text: &str) -> Option<String> {
+    let start = text.find('[')? + 1;
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -222,6 +249,10 @@ pub fn gather() -> Status {
         dns: parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
     };
     let time = run("chronyc", &["-c", "tracking"]).map(|t| parse_tracking(&t)).unwrap_or_default();
+    let secure_boot = SecureBoot {
+        enabled: std::fs::read(SECURE_BOOT_VAR).ok().and_then(|b| parse_secure_boot_var(&b)),
+        lockdown: std::fs::read_to_string("/sys/kernel/security/lockdown").ok().and_then(|t| parse_lockdown(&t)),
+    };
     let uptime_s = std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|t| t.split_whitespace().next()?.parse().ok())
@@ -238,6 +269,7 @@ pub fn gather() -> Status {
         services: services(&facts::read::<Vec<facts::ServiceFact>>(facts::SERVICES).unwrap_or_default(), uptime_s),
         network,
         time,
+        secure_boot,
         warnings: Vec::new(),
     };
     s.warnings = warnings(&s, lightwhale_init::password::default_notice_shown());
@@ -335,6 +367,18 @@ pub fn render(s: &Status) -> String {
             (None, _) => "unknown (chronyd not answering)".into(),
         },
     );
+    line(
+        "Secure Boot",
+        format!(
+            "{}, lockdown {}",
+            match s.secure_boot.enabled {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "not reported (BIOS boot)",
+            },
+            s.secure_boot.lockdown.as_deref().unwrap_or("unknown")
+        ),
+    );
     o.push_str("Services:\n");
     for svc in &s.services {
         let up = svc.uptime_s.map(|u| format!("up {:.0} min", u / 60.0)).unwrap_or_default();
@@ -401,6 +445,16 @@ mod tests {
             parse_resolv_conf("# dhcpcd\nnameserver 10.0.2.3\nsearch example\nnameserver ::1\n"),
             vec!["10.0.2.3", "::1"]
         );
+    }
+
+    #[test]
+    fn secure_boot_and_lockdown() {
+        assert_eq!(parse_secure_boot_var(&[6, 0, 0, 0, 1]), Some(true));
+        assert_eq!(parse_secure_boot_var(&[6, 0, 0, 0, 0]), Some(false));
+        assert_eq!(parse_secure_boot_var(&[6, 0]), None);
+        assert_eq!(parse_lockdown("none [integrity] confidentiality\n").as_deref(), Some("integrity"));
+        assert_eq!(parse_lockdown("[none] integrity confidentiality").as_deref(), Some("none"));
+        assert_eq!(parse_lockdown(""), None);
     }
 
     #[test]

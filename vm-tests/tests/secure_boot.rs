@@ -85,8 +85,16 @@ fn secure_boot_signed_chain_boots_and_works() -> Result<(), VmError> {
     m.sudo("modprobe dummy && grep -q '^dummy ' /proc/modules", MIN)?;
 
     // Persistence claimed and mounted.
-    let st = m.succeed("cat /run/lightwhale/persistence", MIN)?;
-    assert!(st.contains("mode=device") && st.contains("device=sda1"), "{st}");
+    let st = m.status()?;
+    assert_eq!(
+        (&st["persistence"]["mode"], &st["persistence"]["device"]),
+        (&"device".into(), &"sda1".into()),
+        "{st:#}"
+    );
+    // `lightwhale status` reports Secure Boot as the firmware has it, for every user.
+    assert_eq!(st["secure_boot"]["enabled"], true, "{st:#}");
+    let human = m.succeed("lightwhale status", MIN)?;
+    assert!(human.contains("Secure Boot  on, lockdown integrity"), "{human}");
     assert_eq!(m.succeed("findmnt -n -o FSTYPE /mnt/lightwhale-data", MIN)?.trim(), "ext4");
 
     // Docker runs a container (its netfilter and overlay modules load on demand).

@@ -374,7 +374,7 @@ pub fn render(s: &Status) -> String {
             match s.secure_boot.enabled {
                 Some(true) => "on",
                 Some(false) => "off",
-                None => "not reported (BIOS boot)",
+                None => "state not readable (BIOS boot, or no efivarfs)",
             },
             s.secure_boot.lockdown.as_deref().unwrap_or("unknown")
         ),

@@ -107,32 +107,29 @@ pub fn boot(config: &Config) -> Result<(), VmError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_missing_disk_says_how_to_make_one() {
-        let args = RunArgs {
-            disks: vec!["/nonexistent/p.img".into()],
+    /// The guide's machine without options, under TCG: each test changes what it checks.
+    fn plain() -> RunArgs {
+        RunArgs {
+            disks: vec![],
             uefi: false,
             secure_boot: false,
             as_disk: false,
             memory: 2048,
-            accel: None,
+            accel: Some(crate::Accel::Tcg),
             seed: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_missing_disk_says_how_to_make_one() {
+        let args = RunArgs { disks: vec!["/nonexistent/p.img".into()], accel: None, ..plain() };
         let e = config(Path::new("x.iso"), &args, Path::new("/tmp")).unwrap_err().to_string();
         assert!(e.contains("truncate -s 2G /nonexistent/p.img") && e.contains("lightwhale-please-format-me"), "{e}");
     }
 
     #[test]
     fn options_reach_the_command_line() {
-        let args = RunArgs {
-            disks: vec![],
-            uefi: false,
-            secure_boot: false,
-            as_disk: true,
-            memory: 1024,
-            accel: Some(crate::Accel::Tcg),
-            seed: None,
-        };
+        let args = RunArgs { as_disk: true, memory: 1024, ..plain() };
         let a = config(Path::new("x.iso"), &args, Path::new("/tmp")).unwrap().args().join(" ");
         assert!(a.contains("-m 1024") && a.contains("virtio-blk-pci,drive=bootiso"), "{a}");
         assert!(a.contains("-accel tcg") && a.contains("-cpu max"), "{a}");
@@ -143,15 +140,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lw-runner-seed-{}", std::process::id()));
         let src = dir.join("seed");
         crate::seed::write_dir(&src, "instance-id: r\n", "#cloud-config\n", None).unwrap();
-        let args = RunArgs {
-            disks: vec![],
-            uefi: false,
-            secure_boot: false,
-            as_disk: false,
-            memory: 2048,
-            accel: Some(crate::Accel::Tcg),
-            seed: Some(src),
-        };
+        let args = RunArgs { seed: Some(src), ..plain() };
         let a = config(Path::new("x.iso"), &args, &dir.join("scratch")).unwrap().args().join(" ");
         assert!(
             a.contains(&format!("file={},format=raw,if=virtio,readonly=on", dir.join("scratch/seed.iso").display())),
@@ -167,16 +156,7 @@ mod tests {
 
     #[test]
     fn secure_boot_brings_its_firmware_and_smm() {
-        let args = RunArgs {
-            disks: vec![],
-            uefi: false,
-            secure_boot: false,
-            as_disk: true,
-            memory: 1024,
-            accel: Some(crate::Accel::Tcg),
-            seed: None,
-        };
-        let args = RunArgs { secure_boot: true, ..args };
+        let args = RunArgs { secure_boot: true, as_disk: true, memory: 1024, ..plain() };
         let dir = std::env::temp_dir().join(format!("lw-runner-{}", std::process::id()));
         let a = config(Path::new("x.iso"), &args, &dir).unwrap().args().join(" ");
         let _ = std::fs::remove_dir_all(&dir);

@@ -36,7 +36,7 @@ pub struct SecureBoot {
 }
 
 /// The firmware's SecureBoot variable (EFI global variable GUID).
-const SECURE_BOOT_VAR: &str = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e98c0333f7f6";
+const SECURE_BOOT_VAR: &str = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 /// Pure: the SecureBoot variable as efivarfs shows it (4 bytes of attributes, then the
 /// value: 1 on, 0 off).

@@ -75,6 +75,9 @@ fn immutable_walkthrough() -> Result<(), VmError> {
 
 fn reach_login(name: &str, mut config: Config, what: &str) -> Result<(), VmError> {
     config.forwards.clear();
+    // What `lightwhale status` must say of Secure Boot: off under UEFI without it (the
+    // firmware's variable reads 0), unknown under BIOS (there is no such variable).
+    let secure_boot = if config.is_uefi() { serde_json::json!(config.secure_boot) } else { serde_json::Value::Null };
     let mut m = Machine::start(name, config)?;
     let t = m.time_until("login: ", 5 * MIN)?;
     println!("TIMING boot {what}: login prompt {:.1} s", t.as_secs_f64());
@@ -82,6 +85,7 @@ fn reach_login(name: &str, mut config: Config, what: &str) -> Result<(), VmError
     // The image the machine booted from is seen and left alone.
     let st = m.status()?;
     assert_eq!(st["persistence"]["mode"], "tmpfs", "{st:#}");
+    assert_eq!(st["secure_boot"]["enabled"], secure_boot, "{st:#}");
     Ok(())
 }
 

@@ -91,10 +91,10 @@ fn secure_boot_signed_chain_boots_and_works() -> Result<(), VmError> {
         (&"device".into(), &"sda1".into()),
         "{st:#}"
     );
-    // `lightwhale status` reports the lockdown mode for every user. (Its Secure Boot
-    // state reads null here: the efivarfs mount needs more work; shown, not asserted.)
+    // `lightwhale status` reads the firmware's SecureBoot variable (efivarfs, read-only)
+    // and the lockdown mode, for every user.
+    assert_eq!(st["secure_boot"]["enabled"], true, "{st:#}");
     assert_eq!(st["secure_boot"]["lockdown"], "integrity", "{st:#}");
-    println!("STATUS secure_boot: {}", st["secure_boot"]);
     assert_eq!(m.succeed("findmnt -n -o FSTYPE /mnt/lightwhale-data", MIN)?.trim(), "ext4");
 
     // Docker runs a container (its netfilter and overlay modules load on demand).

@@ -183,8 +183,9 @@ pub fn form_swarm(machines: &mut [Machine], nodes: &[Node], timeout: Duration) -
     first.succeed(&init_command(manager), 2 * MIN)?;
     let token = parse_token(&first.succeed("docker swarm join-token -q worker", MIN)?)?;
     for (m, node) in rest.iter_mut().zip(&nodes[1..]) {
-        // The segment may take a moment after boot: the join needs the manager reachable.
-        m.wait_until_succeeds(&format!("ping -c 1 -W 2 {}", manager.addr), 2 * MIN)?;
+        // The segment may take a moment after boot: the join needs the manager's port
+        // reachable (a TCP connect from bash: the image has no ping command).
+        m.wait_until_succeeds(&format!("timeout 10 bash -c ': </dev/tcp/{}/{SWARM_PORT}'", manager.addr), 2 * MIN)?;
         m.succeed(&join_command(node, manager, &token), 3 * MIN)?;
     }
     crate::retry(timeout, Duration::from_secs(2), |_| {

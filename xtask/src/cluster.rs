@@ -98,8 +98,8 @@ fn bring_up(machines: &mut [Machine], nodes: &[Node], swarm: bool, dir: &Path) -
     let ports: Vec<u16> = machines.iter().map(|m| m.host_port(22)).collect();
     if swarm {
         let step = Step::start(format!("forming the swarm: init on {}, the others join", nodes[0].hostname));
-        let took = cluster::form_swarm(machines, nodes, BOOT_TIMEOUT)?;
-        step.done(&format!("{:.0} s", took.as_secs_f64()));
+        cluster::form_swarm(machines, nodes, BOOT_TIMEOUT)?;
+        step.done("every node Ready");
         println!("{}", machines[0].succeed("docker node ls", Duration::from_secs(60))?);
     } else {
         println!(

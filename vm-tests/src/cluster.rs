@@ -142,8 +142,10 @@ pub fn all_ready(output: &str, nodes: &[Node]) -> bool {
 
 /// A node's machine: its persistence disk on the IDE primary master (as the guide has it),
 /// its seed, its segment NIC, and forwarded guest ports `guest_ports` (host ports are
-/// chosen when the machine starts). One vCPU: under TCG two machines on a two-core host
-/// stay responsive only when they do not fight for the cores.
+/// chosen when the machine starts). One vCPU: under TCG on a two-core host, two vCPUs per
+/// node made them fight for the cores (measured with the swarm scenario, a build running
+/// beside it: both nodes ready after 150 s with one vCPU each, 183 s with two; the whole
+/// scenario 632 s and 641 s).
 pub fn machine_config(boot: Boot, disk: &Path, seed: &Path, port: crate::segment::Port, guest_ports: &[u16]) -> Config {
     let mut c = Config::new(boot);
     c.cpus = 1;

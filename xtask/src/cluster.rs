@@ -123,6 +123,9 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
         build::iso(ctx, build::Options::default())?.iso
     };
     let dir = ctx.root.join("target/cluster");
+    // New nodes have new host keys, and host ports are chosen afresh: keys pinned by an
+    // earlier run would only make ssh refuse a port that now leads to another node.
+    let _ = std::fs::remove_file(dir.join("known_hosts"));
     // Before the first QEMU starts: from here on Ctrl-C only sets the flag. QEMU runs in
     // process groups of its own, so the terminal's SIGINT does not cut their power.
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.

@@ -1,6 +1,7 @@
 //! The VM test harness: QEMU command lines, a `Machine` driven over its serial console,
 //! and host-side helpers (HTTP, SSH, disk images) for the scenarios in `tests/`.
 
+pub mod cluster;
 pub mod console;
 pub mod host;
 pub mod machine;

@@ -24,6 +24,8 @@ pub struct Machine {
     nonce: u64,
     /// When the current QEMU process started (for boot timings).
     pub started: Instant,
+    /// QEMU runs in a process group of its own, out of reach of the terminal's Ctrl-C.
+    own_group: bool,
 }
 
 /// Output and exit code of a command run in the guest.
@@ -127,8 +129,19 @@ pub fn strip_kernel_lines(s: &str) -> String {
 impl Machine {
     /// Starts QEMU. Host ports for the config's forwards are replaced by free ones, so
     /// tests can run next to a `cargo xtask qemu` session.
-    pub fn start(name: &str, mut config: Config) -> Result<Machine, VmError> {
-        let dir = crate::work_dir().join(name);
+    pub fn start(name: &str, config: Config) -> Result<Machine, VmError> {
+        Machine::start_at(name, &crate::work_dir().join(name), config, false)
+    }
+
+    /// Like `start`, with the machine's files (console log, QMP socket) in `dir` and QEMU
+    /// in a process group of its own, so a Ctrl-C at the terminal reaches only the caller,
+    /// which then shuts the machine down cleanly (`cargo xtask cluster`).
+    pub fn start_in(name: &str, dir: &Path, config: Config) -> Result<Machine, VmError> {
+        Machine::start_at(name, dir, config, true)
+    }
+
+    fn start_at(name: &str, dir: &Path, mut config: Config, own_group: bool) -> Result<Machine, VmError> {
+        let dir = dir.to_path_buf();
         // Nothing from an earlier run (console log, pinned host keys) may leak into this one.
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| VmError::Setup(format!("{}: {e}", dir.display())))?;
@@ -154,6 +167,7 @@ impl Machine {
             password: None,
             nonce: 0,
             started: Instant::now(),
+            own_group,
         };
         m.spawn()?;
         Ok(m)
@@ -168,7 +182,12 @@ impl Machine {
             .open(&log_path)
             .map_err(|e| VmError::Setup(e.to_string()))?;
         let stderr = std::fs::File::create(self.dir.join("qemu.stderr")).map_err(|e| VmError::Setup(e.to_string()))?;
-        let mut child = Command::new("qemu-system-x86_64")
+        let mut cmd = Command::new("qemu-system-x86_64");
+        if self.own_group {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut child = cmd
             .args(self.config.args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -184,6 +203,16 @@ impl Machine {
         self.password = None;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The running QEMU's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The QMP control socket.
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
     }
 
     pub fn host_port(&self, guest: u16) -> u16 {
@@ -438,7 +467,7 @@ impl Machine {
 
     /// ACPI power button (QMP system_powerdown), then waits for QEMU to exit.
     pub fn press_power_button(&mut self) -> Result<(), VmError> {
-        crate::qmp::command(&self.dir.join("qmp.sock"), "system_powerdown")?;
+        crate::qmp::command(&self.qmp_socket(), "system_powerdown")?;
         self.wait_exit(Duration::from_secs(180))
     }
 

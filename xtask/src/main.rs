@@ -2,6 +2,7 @@
 
 mod bench;
 mod build;
+mod cluster;
 mod deps;
 mod error;
 mod flake;
@@ -33,6 +34,10 @@ enum Cmd {
     /// Unit and host tests, the flake evaluated against a nixpkgs stand-in, a second build
     /// that must be bit-identical, then the VM scenarios (all four when no part is named).
     Test(test::Args),
+    /// Boot N Lightwhale machines (default 2) on a private segment, each with its own
+    /// persistence disk, hostname and address; print how to form a Docker Swarm of them,
+    /// or form it with --swarm. Ctrl-C shuts them all down.
+    Cluster(cluster::Args),
     /// Boot times against a floor, sizes, RAM, claim and build times; writes
     /// out/bench.json (takes 20-30 minutes).
     Bench(bench::Args),
@@ -54,6 +59,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Iso(opts) => build::iso(&ctx, opts).map(|_| ()),
         Cmd::Qemu(args) => qemu::run(&ctx, &args),
         Cmd::Test(args) => test::run(&ctx, &args),
+        Cmd::Cluster(args) => cluster::run(&ctx, &args),
         Cmd::Bench(args) => bench::run(&ctx, &args),
     }
 }
@@ -79,5 +85,8 @@ mod tests {
         assert!(Cli::try_parse_from(["cargo xtask", "iso", "--refresh", "--force"]).is_ok());
         assert!(Cli::try_parse_from(["cargo xtask", "iso", "--nope"]).is_err());
         assert!(Cli::try_parse_from(["cargo xtask", "qemu", "--memory", "lots"]).is_err());
+        assert!(Cli::try_parse_from(["cargo xtask", "cluster"]).is_ok());
+        assert!(Cli::try_parse_from(["cargo xtask", "cluster", "3", "--swarm", "--no-build"]).is_ok());
+        assert!(Cli::try_parse_from(["cargo xtask", "cluster", "three"]).is_err());
     }
 }

@@ -98,6 +98,9 @@ pub struct Config {
     pub rtc_base: Option<String>,
     /// A second NIC on a private segment shared with other machines.
     pub segment: Option<crate::segment::Port>,
+    /// `-no-reboot`: the guest's reboot ends QEMU instead of resetting the machine in the
+    /// same process (the test harness then starts a fresh one; see `Machine::reboot`).
+    pub exit_on_reboot: bool,
 }
 
 /// Debian's OVMF (package ovmf); LIGHTWHALE_OVMF_CODE and LIGHTWHALE_OVMF_VARS point
@@ -148,6 +151,7 @@ impl Config {
             interactive: false,
             rtc_base: None,
             segment: None,
+            exit_on_reboot: false,
         }
     }
 
@@ -244,6 +248,9 @@ impl Config {
                 a.push(s.into());
             }
         }
+        if self.exit_on_reboot {
+            a.push("-no-reboot".into());
+        }
         if let Some(base) = &self.rtc_base {
             a.push("-rtc".into());
             a.push(format!("base={base}"));
@@ -305,6 +312,9 @@ mod tests {
         assert!(a.contains("hostfwd=tcp:127.0.0.1:10022-:22,hostfwd=tcp:127.0.0.1:10080-:80"));
         assert!(a.contains("-m 2048"));
         assert!(a.contains("-accel tcg"));
+        assert!(!a.contains("-no-reboot"), "a reboot resets the machine unless asked otherwise: {a}");
+        c.exit_on_reboot = true;
+        assert!(c.args().contains(&"-no-reboot".to_string()));
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub struct Config {
     /// `-no-reboot`: the guest's reboot ends QEMU instead of resetting the machine in the
     /// same process (the test harness then starts a fresh one; see `Machine::reboot`).
     pub exit_on_reboot: bool,
+    /// Under TCG, all vCPUs in one host thread (`thread=single`) instead of one thread each.
+    pub single_thread_tcg: bool,
 }
 
 /// Debian's OVMF (package ovmf); LIGHTWHALE_OVMF_CODE and LIGHTWHALE_OVMF_VARS point
@@ -152,6 +154,7 @@ impl Config {
             rtc_base: None,
             segment: None,
             exit_on_reboot: false,
+            single_thread_tcg: false,
         }
     }
 
@@ -166,6 +169,7 @@ impl Config {
         push("-accel");
         push(match self.accel {
             Accel::Kvm => "kvm",
+            Accel::Tcg if self.single_thread_tcg => "tcg,thread=single",
             Accel::Tcg => "tcg,thread=multi",
         });
         push("-machine");
@@ -315,6 +319,9 @@ mod tests {
         assert!(!a.contains("-no-reboot"), "a reboot resets the machine unless asked otherwise: {a}");
         c.exit_on_reboot = true;
         assert!(c.args().contains(&"-no-reboot".to_string()));
+        assert!(a.contains("-accel tcg,thread=multi"), "{a}");
+        c.single_thread_tcg = true;
+        assert!(c.args().join(" ").contains("-accel tcg,thread=single"));
     }
 
     #[test]

@@ -342,7 +342,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     step.done(&format!("idle {idle} MB used, smallest -m {min_mb:?}"));
     report.insert("ram_mb".into(), json!({ "idle_used": idle, "min_boot_to_docker_run": min_mb }));
 
-    report.insert("qemu".into(), json!({ "accel": accel.name(), "cpus": 2, "memory_mb": 2048, "boot": "direct kernel (same kernel, initrds, cmdline as the ISO)" }));
+    report.insert("qemu".into(), json!({ "accel": accel.name(), "tcg_threads": "single", "cpus": 2, "memory_mb": 2048, "boot": "direct kernel (same kernel, initrds, cmdline as the ISO)" }));
     let report = Value::Object(report);
     let path = ctx.out.join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").ctx("bench", &path)?;

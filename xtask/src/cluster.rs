@@ -113,15 +113,7 @@ fn bring_up(machines: &mut [Machine], nodes: &[Node], swarm: bool, dir: &Path) -
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     let nodes = cluster::nodes(args.nodes).map_err(|e| Error::Usage(format!("cluster: {e}")))?;
-    let iso = if args.no_build {
-        let p = build::paths(ctx).iso;
-        if !p.is_file() {
-            return Err(Error::Usage(format!("cluster: {} does not exist; run without --no-build", p.display())));
-        }
-        p
-    } else {
-        build::iso(ctx, build::Options::default())?.iso
-    };
+    let iso = build::iso_to_boot(ctx, args.no_build, "cluster")?;
     let dir = ctx.root.join("target/cluster");
     // New nodes have new host keys, and host ports are chosen afresh: keys pinned by an
     // earlier run would only make ssh refuse a port that now leads to another node.

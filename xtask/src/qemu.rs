@@ -22,15 +22,7 @@ fn vm(e: lightwhale_vm_tests::VmError) -> Error {
 pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     // Bad options fail before a long build.
     runner::check(&args.run).map_err(vm)?;
-    let iso = if args.no_build {
-        let p = build::paths(ctx).iso;
-        if !p.is_file() {
-            return Err(Error::Usage(format!("qemu: {} does not exist; run without --no-build", p.display())));
-        }
-        p
-    } else {
-        build::iso(ctx, build::Options::default())?.iso
-    };
+    let iso = build::iso_to_boot(ctx, args.no_build, "qemu")?;
     let config = runner::config(&iso, &args.run, &ctx.build).map_err(vm)?;
     runner::boot(&config).map_err(vm)
 }

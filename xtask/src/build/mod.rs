@@ -248,6 +248,19 @@ pub fn floor_initramfs(ctx: &Ctx) -> Result<PathBuf> {
     build_initramfs(ctx, &mods, &init_bin(ctx, "lightwhale-floor"), &release, &ctx.build.join("floor-initramfs.img"))
 }
 
+/// The ISO a booting command (`qemu`, `cluster`) uses: the existing one with `--no-build`
+/// (an error naming `command` when there is none), else a fresh or reused build.
+pub fn iso_to_boot(ctx: &Ctx, no_build: bool, command: &str) -> Result<PathBuf> {
+    if !no_build {
+        return Ok(iso(ctx, Options::default())?.iso);
+    }
+    let p = paths(ctx).iso;
+    if !p.is_file() {
+        return Err(Error::Usage(format!("{command}: {} does not exist; run without --no-build", p.display())));
+    }
+    Ok(p)
+}
+
 pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
     let start = Instant::now();
     std::fs::create_dir_all(&ctx.build).ctx("iso", &ctx.build)?;

@@ -7,7 +7,6 @@ pub mod cmdline;
 pub mod coldplug;
 pub mod command;
 pub mod config;
-pub mod early;
 pub mod facts;
 pub mod hostname;
 pub mod image;
@@ -31,6 +30,7 @@ pub mod stage1;
 pub mod stage2;
 pub mod supervisor;
 pub mod sysctl;
+pub mod system;
 
 /// PID 1 is built with `panic = "abort"`, and an aborting PID 1 is a kernel panic that
 /// scrolls every message away. This hook logs the panic and then stops like `fatal`,

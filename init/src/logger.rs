@@ -12,20 +12,20 @@ use std::sync::Mutex;
 struct KmsgLogger {
     kmsg: Mutex<Option<File>>,
     /// The init's log file (/var/log/init.log) once there is one; until then lines wait
-    /// in `early` (bounded: a boot logs a few hundred lines).
+    /// in `unwritten` (bounded: a boot logs a few hundred lines).
     file: Mutex<FileSink>,
 }
 
 struct FileSink {
     file: Option<crate::logs::LogFile>,
-    early: Vec<String>,
+    unwritten: Vec<String>,
 }
 
 /// Lines kept for the log file before it exists.
-const EARLY_LINES: usize = 4000;
+const UNWRITTEN_LINES: usize = 4000;
 
 static LOGGER: KmsgLogger =
-    KmsgLogger { kmsg: Mutex::new(None), file: Mutex::new(FileSink { file: None, early: Vec::new() }) };
+    KmsgLogger { kmsg: Mutex::new(None), file: Mutex::new(FileSink { file: None, unwritten: Vec::new() }) };
 
 /// kmsg priority prefix (`<N>`): warnings and errors stand out in `dmesg --level`.
 fn priority(level: Level) -> u8 {
@@ -83,7 +83,7 @@ impl KmsgLogger {
                 Some(f) => {
                     let _ = f.write(line.as_bytes());
                 }
-                None if sink.early.len() < EARLY_LINES => sink.early.push(line),
+                None if sink.unwritten.len() < UNWRITTEN_LINES => sink.unwritten.push(line),
                 None => {}
             }
         }
@@ -94,7 +94,7 @@ impl KmsgLogger {
 pub fn attach_file(path: std::path::PathBuf) -> std::io::Result<()> {
     let mut file = crate::logs::LogFile::open(path, crate::logs::CAP_BYTES)?;
     let mut sink = LOGGER.file.lock().unwrap_or_else(|e| e.into_inner());
-    for line in sink.early.drain(..) {
+    for line in sink.unwritten.drain(..) {
         file.write(line.as_bytes())?;
     }
     sink.file = Some(file);

@@ -1,7 +1,7 @@
-//! PID 1 of Lightwhale. Stage 1 (initramfs) -> early boot in the image (drivers,
+//! PID 1 of Lightwhale. Stage 1 (initramfs) -> the system assembled in the image (drivers,
 //! persistence, overlays) -> stage 2 (services) -> shutdown, all in this one process.
 
-use lightwhale_init::{early, fatal, stage1, stage2};
+use lightwhale_init::{fatal, stage1, stage2, system};
 
 fn main() {
     if std::process::id() != 1 {
@@ -19,9 +19,9 @@ fn main() {
         Ok(o) => o,
         Err(e) => fatal(&e.to_string()),
     };
-    let early = match early::run(&opts) {
-        Ok(e) => e,
+    let system = match system::assemble(&opts) {
+        Ok(s) => s,
         Err(e) => fatal(&format!("early boot: {e}")),
     };
-    stage2::run(early, &opts)
+    stage2::run(system, &opts)
 }

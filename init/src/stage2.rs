@@ -1,15 +1,15 @@
 //! Stage 2, in the real root: the system set-up that services need, then the supervisor
 //! until a power request, then a clean shutdown.
 
-use crate::early::Early;
 use crate::mounts;
 use crate::supervisor::{self, Supervisor};
+use crate::system::System;
 use crate::{hostname, logger, net, power, sysctl};
 use nix::mount::MsFlags;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 use std::path::Path;
 
-pub fn run(early: Early, opts: &crate::cmdline::Options) -> ! {
+pub fn run(system: System, opts: &crate::cmdline::Options) -> ! {
     let step = logger::Step::start("system set up");
     set_clock_forward();
     let machine_id = ensure_machine_id();
@@ -62,8 +62,8 @@ pub fn run(early: Early, opts: &crate::cmdline::Options) -> ! {
     // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate hard reboot.
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
-    let notices = crate::password::Notices::new(&early.image_shadow);
-    let mut sup = match Supervisor::new(early.config.services, &early.config.seccomp, opts.seccomp, notices) {
+    let notices = crate::password::Notices::new(&system.image_shadow);
+    let mut sup = match Supervisor::new(system.config.services, &system.config.seccomp, opts.seccomp, notices) {
         Ok(s) => s,
         Err(e) => crate::fatal(&format!("cannot set up the service supervisor: {e}")),
     };

@@ -194,7 +194,7 @@ fn probe_child_is_denied_everything_and_still_reads_a_crafted_disk() {
     let mut disk = ext4::craft(decide::LABEL, [7; 16], 1, 0, 1_700_000_000);
     disk.resize(header::PROBE_LEN, 0);
     std::fs::write(dev.join("vdz"), &disk).unwrap();
-    // The probe's sandbox as early.rs builds it, with /proc readable too so the child can
+    // The probe's sandbox as system.rs builds it, with /proc readable too so the child can
     // report its own status (the real probe reads only /dev and /sys).
     let sb = sandbox::probe_sandbox(&[dev.to_str().unwrap(), "/proc"]).unwrap();
     let devdir = dev.clone();

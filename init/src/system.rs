@@ -1,5 +1,6 @@
-//! Early boot inside the image, before any service: RAM mounts, drivers, persistence and
-//! the overlays. When this returns, /etc, /home, /root and /var/www are the user's.
+//! The system assembled inside the image, before any service: drivers, RAM mounts,
+//! persistence and the overlays. When `assemble` returns, /etc, /home, /root and /var/www
+//! are the user's.
 
 use crate::cmdline::{Options, PersistenceMode};
 use crate::config::{self, InitConfig};
@@ -14,7 +15,7 @@ const MKE2FS: &str = "/usr/sbin/mke2fs";
 const E2FSCK: &str = "/usr/sbin/e2fsck";
 
 #[derive(Debug, thiserror::Error)]
-pub enum EarlyError {
+pub enum SystemError {
     #[error("reading the init configuration: {0}")]
     Config(#[from] config::ConfigError),
     #[error("kernel modules: {0}")]
@@ -27,7 +28,8 @@ pub enum EarlyError {
 
 pub use crate::facts::Persistence;
 
-pub struct Early {
+/// What stage 2 needs of the assembled system.
+pub struct System {
     pub config: InitConfig,
     pub loader: kmod::Loader,
     pub persistence: Persistence,
@@ -70,7 +72,7 @@ fn settle_drivers(loader: &kmod::Loader, config: &InitConfig, opts: &Options) {
     ));
 }
 
-pub fn run(opts: &Options) -> Result<Early, EarlyError> {
+pub fn assemble(opts: &Options) -> Result<System, SystemError> {
     let config = config::load(Path::new(config::CONFIG_DIR))?;
 
     let loader = kmod::Loader::open(&Path::new("/lib/modules").join(stage1::kernel_release()))?;
@@ -140,11 +142,11 @@ pub fn run(opts: &Options) -> Result<Early, EarlyError> {
     }
     // The seed is applied to the persisted /etc, before any service reads it.
     crate::nocloud::provision(opts, &reports, &config, &loader);
-    Ok(Early { config, loader, persistence, image_shadow })
+    Ok(System { config, loader, persistence, image_shadow })
 }
 
 /// Persistence for this boot, and the scan's reports (the NoCloud seed is found in them).
-fn persistence(opts: &Options) -> Result<(Persistence, Vec<persist::DeviceReport>), EarlyError> {
+fn persistence(opts: &Options) -> Result<(Persistence, Vec<persist::DeviceReport>), SystemError> {
     let target = Path::new(persist::MOUNT_POINT);
     // lightwhale.persistence=tmpfs ignores devices for persistence; the scan still runs
     // (it only reads) when a seed may be wanted.
@@ -172,7 +174,7 @@ fn persistence_from(
     opts: &Options,
     reports: &[persist::DeviceReport],
     target: &Path,
-) -> Result<Persistence, EarlyError> {
+) -> Result<Persistence, SystemError> {
     for r in reports {
         log::info!("scan: {}", describe(r));
     }
@@ -223,7 +225,7 @@ fn persistence_from(
     }
 }
 
-fn mount_device(device: &str, fsck: bool, target: &Path, claimed: bool) -> Result<Persistence, EarlyError> {
+fn mount_device(device: &str, fsck: bool, target: &Path, claimed: bool) -> Result<Persistence, SystemError> {
     let dev_path = PathBuf::from("/dev").join(device);
     let result = (|| {
         if fsck {

@@ -117,6 +117,20 @@ pub enum Output {
     Null,
 }
 
+/// A directory the init makes before each start of a service (service_dirs.rs).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    pub path: String,
+    /// The user who owns it, with that user's primary group; root when not given.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Permission bits (`Some(0o750)`); when not given, a new directory gets 0755 and an
+    /// existing one keeps its mode.
+    #[serde(default)]
+    pub mode: Option<u32>,
+}
+
 /// A service as written in `init.ron`; `parse_module` checks it and turns it into a
 /// `Service`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -124,6 +138,8 @@ pub enum Output {
 struct ServiceSpec {
     name: String,
     exec: Vec<String>,
+    #[serde(default)]
+    directories: Vec<Directory>,
     #[serde(default)]
     setup: Vec<Vec<String>>,
     #[serde(default)]
@@ -215,6 +231,8 @@ pub struct Service {
     pub name: String,
     /// argv; the program path is absolute.
     pub exec: Vec<String>,
+    /// Made before each start, before the setup commands and outside the sandbox.
+    pub directories: Vec<Directory>,
     /// Commands run (in order) before each start, e.g. creating runtime directories. They
     /// come from the image's configuration and run before (outside) the service's sandbox,
     /// so they can make the directories its Landlock rules name.
@@ -302,10 +320,17 @@ fn check_service(s: ServiceSpec, path: &Path) -> Result<Service, ConfigError> {
         .stop_signal
         .parse()
         .map_err(|_| invalid(format!("stop_signal {:?} is not a signal name like \"SIGTERM\"", s.stop_signal)))?;
+    for d in &s.directories {
+        check_path(&d.path).map_err(|p| invalid(format!("directories: {p}")))?;
+        if let Some(mode) = d.mode.filter(|m| *m > 0o7777) {
+            return Err(invalid(format!("directories: {}: mode {mode:#o} is not a permission mode", d.path)));
+        }
+    }
     let sandbox = check_sandbox(s.sandbox.clone()).map_err(|p| invalid(format!("sandbox: {p}")))?;
     Ok(Service {
         name: s.name,
         exec: s.exec,
+        directories: s.directories,
         setup: s.setup,
         wait_for: s.wait_for,
         restart: s.restart,
@@ -422,6 +447,31 @@ mod tests {
     }
 
     const SB: &str = "sandbox: (capabilities: All)";
+
+    #[test]
+    fn service_directories_parse_with_defaults_and_bad_ones_are_refused() {
+        let p = Path::new("d.ron");
+        let svc = |dirs: &str| {
+            parse_module(&format!("(services: [(name: \"x\", exec: [\"/bin/x\"], directories: [{dirs}], {SB})])"), p)
+        };
+        let d = &svc("(path: \"/run/x\"), (path: \"/run/y\", owner: Some(\"u\"), mode: Some(0o750))").unwrap().services
+            [0]
+        .directories;
+        assert_eq!(d[0], Directory { path: "/run/x".into(), owner: None, mode: None });
+        assert_eq!(d[1], Directory { path: "/run/y".into(), owner: Some("u".into()), mode: Some(0o750) });
+        let e = svc("(path: \"run/x\")").unwrap_err().to_string();
+        assert!(e.contains("service x") && e.contains("directories") && e.contains("run/x"), "{e}");
+        assert!(svc("(path: \"/run/x\", mode: Some(0o17777))").unwrap_err().to_string().contains("mode"));
+        assert!(svc("(path: \"/run/x\", user: \"u\")").is_err(), "unknown field");
+        // The shipped chronyd gets its runtime directory as chronyd insists on having it.
+        let s = load(&modules_dir()).unwrap().services;
+        let chronyd = s.iter().find(|s| s.name == "chronyd").expect("chronyd service");
+        assert!(chronyd.directories.contains(&Directory {
+            path: "/run/chrony".into(),
+            owner: Some("_chrony".into()),
+            mode: Some(0o750)
+        }));
+    }
 
     #[test]
     fn service_defaults_and_bad_exec() {

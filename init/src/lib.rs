@@ -26,6 +26,7 @@ pub mod power;
 pub mod release;
 pub mod sandbox;
 pub mod seccomp;
+pub mod service_dirs;
 pub mod stage1;
 pub mod stage2;
 pub mod supervisor;

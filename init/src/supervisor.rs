@@ -84,7 +84,8 @@ pub fn tick(state: State, now: Instant) -> State {
     }
 }
 
-/// What runs at `step` of a start: the setup commands in order, then the service.
+/// What runs at `step` of a start: the setup commands in order, then the service (its
+/// directories are made before step 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Setup(usize),
@@ -330,6 +331,13 @@ impl Supervisor {
         let unit = &mut self.units[i];
         unit.first_start.get_or_insert(started_before);
         let name = unit.svc.name.clone();
+        if step == 0 {
+            if let Err(e) = crate::service_dirs::make_for_service(&unit.svc.directories) {
+                log::error!("service {name}: {e}");
+                self.failed(i);
+                return;
+            }
+        }
         let (argv, sandbox) = match step_at(unit.svc.setup.len(), step) {
             // Setup commands come from the image's configuration, not from the daemon:
             // they run before the sandbox (creating the directories its rules name).

@@ -1,9 +1,10 @@
 //! Wi-Fi for real inside the VM: mac80211_hwsim makes two radios; one goes into a network
 //! namespace as a WPA2-PSK access point (the host's hostapd, a test-only binary brought in
 //! on a small ISO, not part of the image; BusyBox's udhcpd from the image hands out
-//! addresses), the other is configured with `setup-wifi` as the guide has it. It gets an
-//! address and reaches the access point, and after a reboot with persistence it connects
-//! again by itself.
+//! addresses and names the access point as NTP server), the other is configured with
+//! `setup-wifi` as the guide has it. It gets an address, reaches the access point and
+//! chronyd gets the lease's NTP server; after a reboot with persistence it connects again
+//! by itself.
 
 use lightwhale_vm_tests::machine::shell_quote;
 use lightwhale_vm_tests::*;
@@ -80,13 +81,16 @@ fn start_access_point(m: &mut Machine) -> Result<(), VmError> {
         "interface=wlan1\ndriver=nl80211\nssid={SSID}\nhw_mode=g\nchannel=6\ncountry_code=DE\n\
          wpa=2\nwpa_key_mgmt=WPA-PSK\nrsn_pairwise=CCMP\nwpa_passphrase={PASSWORD}\n"
     );
-    let udhcpd = "start 192.168.77.100\nend 192.168.77.150\ninterface wlan1\n\
-                  lease_file /run/lw-ap/leases\noption subnet 255.255.255.0\n";
+    // The lease names the access point as NTP server (option 42), for the time sync hook.
+    let udhcpd = format!(
+        "start 192.168.77.100\nend 192.168.77.150\ninterface wlan1\n\
+         lease_file /run/lw-ap/leases\noption subnet 255.255.255.0\noption ntpsrv {AP_ADDRESS}\n"
+    );
     m.sudo(
         &format!(
             "printf '%s' {} > /run/lw-ap/hostapd.conf && printf '%s' {} > /run/lw-ap/udhcpd.conf",
             shell_quote(&hostapd),
-            shell_quote(udhcpd)
+            shell_quote(&udhcpd)
         ),
         MIN,
     )?;
@@ -164,6 +168,10 @@ fn wifi_with_setup_wifi_and_a_simulated_access_point() -> Result<(), VmError> {
     assert!(m.succeed("pgrep -a wpa_supplicant", MIN)?.contains("-i wlan0"));
     // The control interface answers (the README's way to see the connection).
     assert!(m.sudo("/usr/sbin/wpa_cli -i wlan0 status", MIN)?.contains("wpa_state=COMPLETED"));
+    // The lease's NTP server reaches the running chronyd: dhcpcd's hook writes it down and
+    // reloads chrony's sources from inside dhcpcd's sandbox.
+    sudo_until(&mut m, &format!("grep -qx 'server {AP_ADDRESS} iburst' /run/chrony-dhcp/wlan0.sources"), MIN)?;
+    m.wait_until_succeeds(&format!("chronyc -n sources | grep -q '{AP_ADDRESS}'"), MIN)?;
 
     // Boot 2: the configuration is on the persistence disk; the radios come back when the
     // (simulated) hardware does, and the machine connects without setup-wifi.

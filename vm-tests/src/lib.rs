@@ -58,21 +58,7 @@ pub struct Artifacts {
 
 pub fn artifacts() -> Result<Artifacts, VmError> {
     let out = std::env::var_os("LIGHTWHALE_OUT").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("out"));
-    let a = Artifacts {
-        iso: out.join("lightwhale.iso"),
-        kernel: out.join("build/vmlinuz"),
-        initramfs: out.join("build/initramfs.img"),
-        rootfs_img: out.join("build/rootfs.img"),
-    };
-    for p in [&a.iso, &a.kernel, &a.initramfs, &a.rootfs_img] {
-        if !p.is_file() {
-            return Err(VmError::Setup(format!(
-                "{} is missing: run the VM tests with `cargo xtask test`, which builds the image first",
-                p.display()
-            )));
-        }
-    }
-    Ok(a)
+    Artifacts::in_out_dir(&out)
 }
 
 /// The one retry loop behind every wait in the harness: calls `attempt` until it succeeds
@@ -97,12 +83,39 @@ pub fn retry<T>(
 pub const CMDLINE: &str = lightwhale_init::cmdline::KERNEL_CMDLINE;
 
 impl Artifacts {
+    /// The artefacts a `cargo xtask iso` left in `out` (this tree's out/, or another
+    /// checkout's, which `cargo xtask bench --baseline` boots).
+    pub fn in_out_dir(out: &Path) -> Result<Artifacts, VmError> {
+        let a = Artifacts {
+            iso: out.join("lightwhale.iso"),
+            kernel: out.join("build/vmlinuz"),
+            initramfs: out.join("build/initramfs.img"),
+            rootfs_img: out.join("build/rootfs.img"),
+        };
+        for p in [&a.iso, &a.kernel, &a.initramfs, &a.rootfs_img] {
+            if !p.is_file() {
+                return Err(VmError::Setup(format!(
+                    "{} is missing: run the VM tests with `cargo xtask test`, which builds the image first",
+                    p.display()
+                )));
+            }
+        }
+        Ok(a)
+    }
+
     /// A direct-kernel boot of the same kernel and initrds the ISO carries, with extra
     /// kernel options.
     pub fn kernel_boot(&self, extra_cmdline: &str) -> Result<Boot, VmError> {
         let dir = work_dir();
         std::fs::create_dir_all(&dir).map_err(|e| VmError::Setup(e.to_string()))?;
-        let initrd = dir.join("initrd-combined.img");
+        // One file per build, so boots of two builds (bench --baseline) never share one.
+        let build = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.initramfs.hash(&mut h);
+            h.finish()
+        };
+        let initrd = dir.join(format!("initrd-combined-{build:016x}.img"));
         let mut data = std::fs::read(&self.initramfs).map_err(|e| VmError::Setup(e.to_string()))?;
         data.extend(std::fs::read(&self.rootfs_img).map_err(|e| VmError::Setup(e.to_string()))?);
         std::fs::write(&initrd, data).map_err(|e| VmError::Setup(e.to_string()))?;

@@ -30,6 +30,11 @@ pub struct Args {
     /// Skip the smallest-memory search.
     #[arg(long)]
     no_memory: bool,
+    /// Also boot another build, interleaved with this one and the floor: the out/
+    /// directory of another checkout after its `cargo xtask iso` (a before/after pair on
+    /// the same host minutes). It boots with this tree's kernel command line.
+    #[arg(long, value_name = "OUT_DIR")]
+    baseline: Option<std::path::PathBuf>,
 }
 
 fn parse_runs(s: &str) -> std::result::Result<usize, String> {
@@ -96,11 +101,25 @@ fn measured_disk(disk: &Path) -> Disk {
     Disk { path: disk.to_path_buf(), iface: Iface::Ide, snapshot: true }
 }
 
-fn lightwhale_boot(a: &Artifacts, disk: &Path, run: usize) -> Result<Vec<(String, f64)>> {
+/// A persistence disk claimed by `a` (outside any timing), named after `who`.
+fn prepared_disk(a: &Artifacts, who: &str) -> Result<std::path::PathBuf> {
+    let disk = lightwhale_vm_tests::work_dir().join(format!("bench-disks/persistence-{who}.img"));
+    host::magic_disk(&disk, 700 * MIB).map_err(vm)?;
+    let mut c = Config::new(a.kernel_boot("").map_err(vm)?);
+    c.disks = vec![Disk { path: disk.clone(), iface: Iface::Ide, snapshot: false }];
+    c.forwards.clear();
+    let mut m = Machine::start(&format!("bench-prepare-{who}"), c).map_err(vm)?;
+    m.login("op", "opsecret", 5 * MIN).map_err(vm)?;
+    m.wait_until_succeeds("d info", 5 * MIN).map_err(vm)?;
+    m.shutdown().map_err(vm)?;
+    Ok(disk)
+}
+
+fn lightwhale_boot(a: &Artifacts, disk: &Path, who: &str, run: usize) -> Result<Timeline> {
     let mut c = Config::new(a.kernel_boot("").map_err(vm)?);
     c.disks = vec![measured_disk(disk)];
     c.forwards = vec![(0, 22)];
-    let mut m = Machine::start(&format!("bench-lightwhale-{run}"), c).map_err(vm)?;
+    let mut m = Machine::start(&format!("bench-{who}-{run}"), c).map_err(vm)?;
     let started = m.started;
     let ssh_port = m.host_port(22);
     let ssh = std::thread::spawn(move || wait_ssh_banner(ssh_port, started, 5 * MIN));
@@ -144,7 +163,7 @@ fn idle_ram(a: &Artifacts, disk: &Path) -> Result<f64> {
     Ok(((kb("MemTotal:") - kb("MemAvailable:")) / 1024.0).round())
 }
 
-fn floor_boot(a: &Artifacts, floor_initramfs: &Path, run: usize) -> Result<Vec<(String, f64)>> {
+fn floor_boot(a: &Artifacts, floor_initramfs: &Path, run: usize) -> Result<Timeline> {
     let dir = lightwhale_vm_tests::work_dir();
     let initrd = dir.join("floor-initrd.img");
     let mut data = std::fs::read(floor_initramfs).ctx("bench", floor_initramfs)?;
@@ -250,22 +269,95 @@ fn mb(p: &Path) -> f64 {
     std::fs::metadata(p).map(|m| (m.len() as f64 / 1e6 * 10.0).round() / 10.0).unwrap_or(f64::NAN)
 }
 
+/// Build times: empty package cache, warm rebuild, rebuild after touching only init/.
+fn build_times(ctx: &Ctx) -> Result<Value> {
+    let step = Step::start("bench: build times (cold cache, warm, init-only change)");
+    let cold_cache = std::env::temp_dir().join(format!("lightwhale-cold-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cold_cache);
+    let cold = timed_build(ctx, &["--force"], &[("LIGHTWHALE_CACHE", &cold_cache)])?;
+    let _ = std::fs::remove_dir_all(&cold_cache);
+    let warm = timed_build(ctx, &["--force"], &[])?;
+    let main_rs = ctx.root.join("init/src/main.rs");
+    let f = std::fs::File::options().append(true).open(&main_rs).ctx("bench", &main_rs)?;
+    f.set_modified(std::time::SystemTime::now()).ctx("bench", &main_rs)?;
+    let init_only = timed_build(ctx, &[], &[])?;
+    step.done(&format!("cold {cold} s, warm {warm} s, init-only {init_only} s"));
+    Ok(json!({ "cold": cold, "warm": warm, "init_only_change": init_only }))
+}
+
+/// One boot's markers: (name, seconds since QEMU started).
+type Timeline = Vec<(String, f64)>;
+
+const BOOT_MARKS: [&str; 6] =
+    ["kernel start", "init start", "squashfs mounted", "persistence ready", "sshd accepting", "docker info ok"];
+
+/// Pure: min/median/max per marker for each series of boots that has any, and the
+/// docker-ready ratio of Lightwhale (and of the baseline, if measured) to the floor.
+pub fn boot_report(lightwhale: &[Timeline], baseline: &[Timeline], floor: &[Timeline]) -> Value {
+    let series = |runs: &[Timeline], name: &str| -> Vec<f64> {
+        runs.iter().filter_map(|r| r.iter().find(|(n, _)| n == name).map(|(_, v)| *v)).collect()
+    };
+    let mut boot = serde_json::Map::new();
+    for (who, runs) in [("lightwhale", lightwhale), ("baseline", baseline), ("floor", floor)] {
+        if runs.is_empty() {
+            continue;
+        }
+        let mut m = serde_json::Map::new();
+        for n in BOOT_MARKS {
+            let v = series(runs, n);
+            if !v.is_empty() {
+                let (lo, med, hi) = stats(&v);
+                m.insert(n.into(), json!({ "runs": v, "min": lo, "median": med, "max": hi }));
+            }
+        }
+        boot.insert(who.into(), Value::Object(m));
+    }
+    let floor_median = stats(&series(floor, "docker info ok")).1;
+    let ratio =
+        |runs: &[Timeline]| json!((stats(&series(runs, "docker info ok")).1 / floor_median * 100.0).round() / 100.0);
+    boot.insert("docker_ready_ratio_median".into(), ratio(lightwhale));
+    if !baseline.is_empty() {
+        boot.insert("baseline_docker_ready_ratio_median".into(), ratio(baseline));
+    }
+    Value::Object(boot)
+}
+
+/// Boots Lightwhale, the baseline (if any) and the floor in turn, `runs` times.
+fn interleaved_boots(
+    a: &Artifacts,
+    disk: &Path,
+    baseline: Option<&(Artifacts, std::path::PathBuf)>,
+    floor: &Path,
+    runs: usize,
+) -> Result<Value> {
+    let step = Step::start(format!(
+        "bench: {runs} interleaved boots each of Lightwhale{} and the floor, QEMU with {} acceleration",
+        if baseline.is_some() { ", the baseline" } else { "" },
+        lightwhale_vm_tests::Accel::detect().name()
+    ));
+    let (mut lw, mut bl, mut fl) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let l = lightwhale_boot(a, disk, "lightwhale", run)?;
+        println!("    lightwhale #{run}: {l:?}");
+        lw.push(l);
+        if let Some((b, disk)) = baseline {
+            let l = lightwhale_boot(b, disk, "baseline", run)?;
+            println!("    baseline   #{run}: {l:?}");
+            bl.push(l);
+        }
+        let f = floor_boot(a, floor, run)?;
+        println!("    floor      #{run}: {f:?}");
+        fl.push(f);
+    }
+    step.done("done");
+    Ok(boot_report(&lw, &bl, &fl))
+}
+
 pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     let mut report = serde_json::Map::new();
 
     if !args.no_builds {
-        let step = Step::start("bench: build times (cold cache, warm, init-only change)");
-        let cold_cache = std::env::temp_dir().join(format!("lightwhale-cold-cache-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&cold_cache);
-        let cold = timed_build(ctx, &["--force"], &[("LIGHTWHALE_CACHE", &cold_cache)])?;
-        let _ = std::fs::remove_dir_all(&cold_cache);
-        let warm = timed_build(ctx, &["--force"], &[])?;
-        let main_rs = ctx.root.join("init/src/main.rs");
-        let f = std::fs::File::options().append(true).open(&main_rs).ctx("bench", &main_rs)?;
-        f.set_modified(std::time::SystemTime::now()).ctx("bench", &main_rs)?;
-        let init_only = timed_build(ctx, &[], &[])?;
-        step.done(&format!("cold {cold} s, warm {warm} s, init-only {init_only} s"));
-        report.insert("build_s".into(), json!({ "cold": cold, "warm": warm, "init_only_change": init_only }));
+        report.insert("build_s".into(), build_times(ctx)?);
     } else {
         build::iso(ctx, build::Options::default())?;
     }
@@ -285,63 +377,41 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     step.done(&format!("700 MiB {c700} s, 8 GiB {c8g} s"));
     report.insert("claim_s".into(), json!({ "700MiB": c700, "8GiB": c8g }));
 
-    // A claimed persistence disk for the measured boots, claimed outside the timing.
-    let disk = lightwhale_vm_tests::work_dir().join("bench-disks/persistence.img");
-    host::magic_disk(&disk, 700 * MIB).map_err(vm)?;
-    {
-        let mut c = Config::new(a.kernel_boot("").map_err(vm)?);
-        c.disks = vec![Disk { path: disk.clone(), iface: Iface::Ide, snapshot: false }];
-        c.forwards.clear();
-        let mut m = Machine::start("bench-prepare", c).map_err(vm)?;
-        m.login("op", "opsecret", 5 * MIN).map_err(vm)?;
-        m.wait_until_succeeds("d info", 5 * MIN).map_err(vm)?;
-        m.shutdown().map_err(vm)?;
-    }
-
-    let accel = lightwhale_vm_tests::Accel::detect();
-    let step = Step::start(format!(
-        "bench: {} interleaved boots each of Lightwhale and the floor, QEMU with {} acceleration",
-        args.runs,
-        accel.name()
-    ));
-    let mut lw: Vec<Vec<(String, f64)>> = Vec::new();
-    let mut fl: Vec<Vec<(String, f64)>> = Vec::new();
-    for run in 0..args.runs {
-        let l = lightwhale_boot(&a, &disk, run)?;
-        println!("    lightwhale #{run}: {l:?}");
-        lw.push(l);
-        let f = floor_boot(&a, &floor, run)?;
-        println!("    floor      #{run}: {f:?}");
-        fl.push(f);
-    }
-    step.done("done");
-    let series = |runs: &[Vec<(String, f64)>], name: &str| -> Vec<f64> {
-        runs.iter().filter_map(|r| r.iter().find(|(n, _)| n == name).map(|(_, v)| *v)).collect()
-    };
-    let names =
-        ["kernel start", "init start", "squashfs mounted", "persistence ready", "sshd accepting", "docker info ok"];
-    let mut boot = serde_json::Map::new();
-    for (who, runs) in [("lightwhale", &lw), ("floor", &fl)] {
-        let mut m = serde_json::Map::new();
-        for n in names {
-            let v = series(runs, n);
-            if !v.is_empty() {
-                let (lo, med, hi) = stats(&v);
-                m.insert(n.into(), json!({ "runs": v, "min": lo, "median": med, "max": hi }));
-            }
+    // Claimed persistence disks for the measured boots, claimed outside the timing (each
+    // build claims its own: the on-disk layout may differ between versions).
+    let disk = prepared_disk(&a, "lightwhale")?;
+    let baseline = match &args.baseline {
+        Some(dir) => {
+            let b = Artifacts::in_out_dir(dir).map_err(vm)?;
+            let disk = prepared_disk(&b, "baseline")?;
+            report.insert(
+                "baseline".into(),
+                json!({
+                    "out_dir": dir.display().to_string(),
+                    "rootfs_img": mb(&b.rootfs_img),
+                    "kernel_cmdline": lightwhale_vm_tests::CMDLINE,
+                }),
+            );
+            Some((b, disk))
         }
-        boot.insert(who.into(), Value::Object(m));
-    }
-    let ratio = stats(&series(&lw, "docker info ok")).1 / stats(&series(&fl, "docker info ok")).1;
-    boot.insert("docker_ready_ratio_median".into(), json!((ratio * 100.0).round() / 100.0));
-    report.insert("boot_s".into(), Value::Object(boot));
+        None => None,
+    };
+
+    report.insert("boot_s".into(), interleaved_boots(&a, &disk, baseline.as_ref(), &floor, args.runs)?);
 
     let step = Step::start("bench: RAM");
     let idle = idle_ram(&a, &disk)?;
+    if let Some((b, disk)) = &baseline {
+        let idle = idle_ram(b, disk)?;
+        if let Some(v) = report.get_mut("baseline") {
+            v["idle_ram_mb"] = json!(idle);
+        }
+    }
     let min_mb = if !args.no_memory { min_memory(&a) } else { None };
     step.done(&format!("idle {idle} MB used, smallest -m {min_mb:?}"));
     report.insert("ram_mb".into(), json!({ "idle_used": idle, "min_boot_to_docker_run": min_mb }));
 
+    let accel = lightwhale_vm_tests::Accel::detect();
     report.insert("qemu".into(), json!({ "accel": accel.name(), "tcg_threads": "single", "cpus": 2, "memory_mb": 2048, "boot": "direct kernel (same kernel, initrds, cmdline as the ISO)" }));
     let report = Value::Object(report);
     let path = ctx.out.join("bench.json");
@@ -353,19 +423,39 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
 
 fn print_table(r: &Value) {
     println!("\nQEMU acceleration: {}", r["qemu"]["accel"].as_str().unwrap_or("?"));
+    let baseline = r["boot_s"].get("baseline").is_some();
     println!(
-        "\n{:<28} {:>10} {:>10} {:>10}   {:>10}",
-        "boot (s since QEMU start)", "min", "median", "max", "floor med"
+        "\n{:<28} {:>10} {:>10} {:>10}   {:>10}{}",
+        "boot (s since QEMU start)",
+        "min",
+        "median",
+        "max",
+        "floor med",
+        if baseline { format!(" {:>12}", "baseline med") } else { String::new() }
     );
-    let names =
-        ["kernel start", "init start", "squashfs mounted", "persistence ready", "sshd accepting", "docker info ok"];
-    for n in names {
+    for n in BOOT_MARKS {
         let l = &r["boot_s"]["lightwhale"][n];
         let f = &r["boot_s"]["floor"][n]["median"];
         let fmt = |v: &Value| v.as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
-        println!("{:<28} {:>10} {:>10} {:>10}   {:>10}", n, fmt(&l["min"]), fmt(&l["median"]), fmt(&l["max"]), fmt(f));
+        let b = &r["boot_s"]["baseline"][n]["median"];
+        println!(
+            "{:<28} {:>10} {:>10} {:>10}   {:>10}{}",
+            n,
+            fmt(&l["min"]),
+            fmt(&l["median"]),
+            fmt(&l["max"]),
+            fmt(f),
+            if baseline { format!(" {:>12}", fmt(b)) } else { String::new() }
+        );
     }
     println!("docker-ready ratio to floor (medians): {}", r["boot_s"]["docker_ready_ratio_median"]);
+    if baseline {
+        println!(
+            "baseline's ratio to floor (medians):   {} ({})",
+            r["boot_s"]["baseline_docker_ready_ratio_median"],
+            r["baseline"]["out_dir"].as_str().unwrap_or("?")
+        );
+    }
     println!("\nsizes (MB): {}", r["sizes_mb"]);
     println!("RAM (MB):   {}", r["ram_mb"]);
     println!("claim (s):  {}", r["claim_s"]);
@@ -384,5 +474,24 @@ mod tests {
         assert_eq!(stats(&[4.0, 1.0]), (1.0, 2.5, 4.0));
         assert_eq!(parse_took("[ 1.2] lightwhale: claim: claimed sda: sda1 is ext4 (took 0.57 s)"), Some(0.57));
         assert_eq!(parse_took("nothing"), None);
+    }
+
+    fn boot(docker: f64) -> Timeline {
+        vec![("kernel start".into(), 2.0), ("docker info ok".into(), docker)]
+    }
+
+    #[test]
+    fn report_without_and_with_a_baseline() {
+        let floor = [boot(20.0), boot(30.0), boot(25.0)];
+        let r = boot_report(&[boot(30.0), boot(40.0), boot(50.0)], &[], &floor);
+        assert_eq!(r["lightwhale"]["docker info ok"]["median"], 40.0);
+        assert_eq!(r["docker_ready_ratio_median"], 1.6);
+        assert!(r.get("baseline").is_none() && r.get("baseline_docker_ready_ratio_median").is_none());
+        assert!(r["floor"].get("persistence ready").is_none(), "a marker no boot has is left out");
+
+        let r = boot_report(&[boot(40.0)], &[boot(45.0), boot(35.0), boot(50.0)], &floor);
+        assert_eq!(r["baseline"]["docker info ok"]["min"], 35.0);
+        assert_eq!(r["baseline_docker_ready_ratio_median"], 1.8);
+        assert_eq!(r["docker_ready_ratio_median"], 1.6);
     }
 }

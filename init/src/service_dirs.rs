@@ -1,8 +1,9 @@
 //! The directories a service needs before it starts (its runtime directory in /run, its
-//! state in the volatile /var), made by the init itself: one mkdir, chown and chmod each
-//! instead of a `mkdir`/`chown`/`chmod` process per directory, which under emulation cost
-//! a tenth of a second each, on the way to Docker being ready. They are made before the
-//! service's sandbox, so its Landlock rules can name them.
+//! state in the volatile /var), made by the init itself with plain syscalls instead of
+//! `mkdir`/`chown`/`chmod` processes, which are slow on the way to Docker being ready:
+//! under emulation, with containerd starting beside it, dhcpcd started 0.76 s after
+//! containerd behind its `mkdir`, and 0.24-0.34 s after it without. They are made before
+//! the service's sandbox, so its Landlock rules can name them.
 
 use crate::config::Directory;
 use std::os::unix::fs::PermissionsExt;

@@ -269,6 +269,8 @@ fn hardening() -> Result<(), VmError> {
     assert_eq!(st["persistence"]["device"], "sda", "{st:#}");
     assert!(!m.sudo("dmesg", MIN)?.contains("panicked"), "the init panicked");
 
+    // chronyd, the last service, starts once Docker answers.
+    m.wait_until_succeeds("pgrep -x chronyd", 3 * MIN)?;
     check_services(&mut m, &cfg)?;
     check_kernel(&mut m)?;
     check_surface(&mut m)?;

@@ -103,6 +103,11 @@ pub struct Config {
     pub exit_on_reboot: bool,
     /// Under TCG, all vCPUs in one host thread (`thread=single`) instead of one thread each.
     pub single_thread_tcg: bool,
+    /// Under TCG, guest time counts executed instructions (`-icount shift=0,sleep=off`:
+    /// one nanosecond each, idle time skipped) instead of following the host's clock, so
+    /// the guest's timings no longer move with the host's load (`cargo xtask bench
+    /// --icount`). Implies `single_thread_tcg`; no effect with KVM.
+    pub icount: bool,
 }
 
 /// Debian's OVMF (package ovmf); LIGHTWHALE_OVMF_CODE and LIGHTWHALE_OVMF_VARS point
@@ -155,6 +160,7 @@ impl Config {
             segment: None,
             exit_on_reboot: false,
             single_thread_tcg: false,
+            icount: false,
         }
     }
 
@@ -169,7 +175,7 @@ impl Config {
         push("-accel");
         push(match self.accel {
             Accel::Kvm => "kvm",
-            Accel::Tcg if self.single_thread_tcg => "tcg,thread=single",
+            Accel::Tcg if self.single_thread_tcg || self.icount => "tcg,thread=single",
             Accel::Tcg => "tcg,thread=multi",
         });
         push("-machine");
@@ -189,6 +195,10 @@ impl Config {
             Accel::Kvm => "host",
             Accel::Tcg => "max",
         });
+        if self.icount && self.accel == Accel::Tcg {
+            push("-icount");
+            push("shift=0,sleep=off");
+        }
         push("-m");
         push(&self.memory_mb.to_string());
         push("-smp");
@@ -322,6 +332,18 @@ mod tests {
         assert!(a.contains("-accel tcg,thread=multi"), "{a}");
         c.single_thread_tcg = true;
         assert!(c.args().join(" ").contains("-accel tcg,thread=single"));
+        assert!(!a.contains("-icount"), "{a}");
+    }
+
+    #[test]
+    fn icount_is_single_threaded_tcg_only() {
+        let mut c = Config::new(Boot::Cdrom("x.iso".into()));
+        c.icount = true;
+        c.accel = Accel::Tcg;
+        let a = c.args().join(" ");
+        assert!(a.contains("-accel tcg,thread=single") && a.contains("-icount shift=0,sleep=off"), "{a}");
+        c.accel = Accel::Kvm;
+        assert!(!c.args().join(" ").contains("-icount"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Every boot uses the same kernel, squashfs and QEMU settings (KVM or TCG as the host
 //! allows, recorded in the report; 2 vCPUs, 2 GiB,
 //! direct kernel boot so firmware load time does not blur the comparison). Times are wall
-//! time on the host from QEMU's start to a console marker.
+//! time on the host from QEMU's start to a console marker, or with `--icount` the guest's
+//! uptime counted in executed instructions, which the host's load does not move.
 
 use crate::build::{self, Ctx};
 use crate::error::{Error, IoContext, Result};
@@ -35,6 +36,64 @@ pub struct Args {
     /// the same host minutes). It boots with this tree's kernel command line.
     #[arg(long, value_name = "OUT_DIR")]
     baseline: Option<std::path::PathBuf>,
+    /// Count time in executed instructions (QEMU's -icount, TCG only) instead of the
+    /// host's wall time: each boot's figures are then the guest's uptime at each marker
+    /// and stay within a few tenths of a second from run to run on a busy host, where
+    /// wall times move by seconds. For before/after comparisons of the work a boot does.
+    #[arg(long)]
+    icount: bool,
+}
+
+/// Where a boot's times come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    /// Wall time on the host since QEMU started: what a user waits, moved by the host's load.
+    Host,
+    /// The guest's uptime under `-icount` (one nanosecond per executed instruction, idle
+    /// time skipped): the work a boot takes, steady from run to run.
+    Instructions,
+}
+
+impl Clock {
+    fn configure(self, c: &mut Config) {
+        c.icount = self == Clock::Instructions;
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Clock::Host => "host wall time since QEMU started",
+            Clock::Instructions => "guest uptime under -icount shift=0,sleep=off (1 ns per instruction)",
+        }
+    }
+}
+
+/// Pure: the kernel's timestamp of a console line (`[   12.345678] text` -> 12.345678).
+pub fn printk_time(line: &str) -> Option<f64> {
+    let open = line.find('[')?;
+    let close = open + line[open..].find(']')?;
+    line[open + 1..close].trim().parse().ok()
+}
+
+/// When the console line with `marker` came: its arrival on the host, or its kernel
+/// timestamp.
+fn time_of(m: &mut Machine, marker: &str, clock: Clock) -> Result<f64> {
+    match clock {
+        Clock::Host => Ok(secs(m.time_until(marker, 5 * MIN).map_err(vm)?)),
+        Clock::Instructions => {
+            let line = m.wait_for_console_line(marker, 5 * MIN).map_err(vm)?;
+            printk_time(&line)
+                .ok_or_else(|| Error::Step { step: "bench", message: format!("no kernel timestamp in {line:?}") })
+        }
+    }
+}
+
+/// The guest's uptime that a probe printed after `marker` on the console.
+fn probe_uptime(m: &mut Machine, marker: &str) -> Result<f64> {
+    let line = m.wait_for_console_line(marker, 5 * MIN).map_err(vm)?;
+    line.split(marker)
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::Step { step: "bench", message: format!("no uptime after {marker} in {line:?}") })
 }
 
 fn parse_runs(s: &str) -> std::result::Result<usize, String> {
@@ -115,31 +174,43 @@ fn prepared_disk(a: &Artifacts, who: &str) -> Result<std::path::PathBuf> {
     Ok(disk)
 }
 
-fn lightwhale_boot(a: &Artifacts, disk: &Path, who: &str, run: usize) -> Result<Timeline> {
+fn lightwhale_boot(a: &Artifacts, disk: &Path, who: &str, run: usize, clock: Clock) -> Result<Timeline> {
     let mut c = Config::new(a.kernel_boot("").map_err(vm)?);
     c.disks = vec![measured_disk(disk)];
     c.forwards = vec![(0, 22)];
+    clock.configure(&mut c);
     let mut m = Machine::start(&format!("bench-{who}-{run}"), c).map_err(vm)?;
     let started = m.started;
     let ssh_port = m.host_port(22);
-    let ssh = std::thread::spawn(move || wait_ssh_banner(ssh_port, started, 5 * MIN));
+    let ssh = (clock == Clock::Host).then(|| std::thread::spawn(move || wait_ssh_banner(ssh_port, started, 5 * MIN)));
     let mut out = Vec::new();
     for (name, marker) in LW_MARKERS {
-        out.push((name.to_string(), secs(m.time_until(marker, 5 * MIN).map_err(vm)?)));
+        out.push((name.to_string(), time_of(&mut m, marker, clock)?));
     }
     m.login("op", "opsecret", 5 * MIN).map_err(vm)?;
     // The probe runs in the guest so the host sees the moment `docker info` first works.
     m.send("until docker info >/dev/null 2>&1; do sleep 0.2; done; echo DOCKER-READY-$(cut -d' ' -f1 /proc/uptime)\n")
         .map_err(vm)?;
-    let docker = m.time_until("DOCKER-READY-", 5 * MIN).map_err(vm)?;
-    m.wait_for_console_line("DOCKER-READY-", MIN).map_err(vm)?;
-    let sshd = ssh
-        .join()
-        .ok()
-        .flatten()
-        .ok_or_else(|| Error::Step { step: "bench", message: "sshd never answered".into() })?;
-    out.push(("sshd accepting".into(), sshd));
-    out.push(("docker info ok".into(), secs(docker)));
+    // sshd is probed from the host, whose clock says nothing about the guest's under
+    // -icount; a probe in the guest could only start after the console login, later than
+    // sshd answers. So that mode leaves it out.
+    if let Some(probe) = ssh {
+        let sshd = probe
+            .join()
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::Step { step: "bench", message: "sshd never answered".into() })?;
+        out.push(("sshd accepting".into(), sshd));
+    }
+    let docker = match clock {
+        Clock::Host => {
+            let at = secs(m.time_until("DOCKER-READY-", 5 * MIN).map_err(vm)?);
+            m.wait_for_console_line("DOCKER-READY-", MIN).map_err(vm)?;
+            at
+        }
+        Clock::Instructions => probe_uptime(&mut m, "DOCKER-READY-")?,
+    };
+    out.push(("docker info ok".into(), docker));
     Ok(out)
 }
 
@@ -163,7 +234,7 @@ fn idle_ram(a: &Artifacts, disk: &Path) -> Result<f64> {
     Ok(((kb("MemTotal:") - kb("MemAvailable:")) / 1024.0).round())
 }
 
-fn floor_boot(a: &Artifacts, floor_initramfs: &Path, run: usize) -> Result<Timeline> {
+fn floor_boot(a: &Artifacts, floor_initramfs: &Path, run: usize, clock: Clock) -> Result<Timeline> {
     let dir = lightwhale_vm_tests::work_dir();
     let initrd = dir.join("floor-initrd.img");
     let mut data = std::fs::read(floor_initramfs).ctx("bench", floor_initramfs)?;
@@ -172,6 +243,7 @@ fn floor_boot(a: &Artifacts, floor_initramfs: &Path, run: usize) -> Result<Timel
     let mut c =
         Config::new(Boot::Kernel { kernel: a.kernel.clone(), initrd, append: lightwhale_vm_tests::CMDLINE.into() });
     c.forwards.clear();
+    clock.configure(&mut c);
     let mut m = Machine::start(&format!("bench-floor-{run}"), c).map_err(vm)?;
     let mut out = Vec::new();
     for (name, marker) in [
@@ -180,7 +252,7 @@ fn floor_boot(a: &Artifacts, floor_initramfs: &Path, run: usize) -> Result<Timel
         ("squashfs mounted", "lightwhale: squashfs mounted"),
         ("docker info ok", "floor: docker ready"),
     ] {
-        out.push((name.to_string(), secs(m.time_until(marker, 5 * MIN).map_err(vm)?)));
+        out.push((name.to_string(), time_of(&mut m, marker, clock)?));
     }
     Ok(out)
 }
@@ -329,23 +401,25 @@ fn interleaved_boots(
     baseline: Option<&(Artifacts, std::path::PathBuf)>,
     floor: &Path,
     runs: usize,
+    clock: Clock,
 ) -> Result<Value> {
     let step = Step::start(format!(
-        "bench: {runs} interleaved boots each of Lightwhale{} and the floor, QEMU with {} acceleration",
+        "bench: {runs} interleaved boots each of Lightwhale{} and the floor, QEMU with {} acceleration, times: {}",
         if baseline.is_some() { ", the baseline" } else { "" },
-        lightwhale_vm_tests::Accel::detect().name()
+        lightwhale_vm_tests::Accel::detect().name(),
+        clock.describe()
     ));
     let (mut lw, mut bl, mut fl) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
-        let l = lightwhale_boot(a, disk, "lightwhale", run)?;
+        let l = lightwhale_boot(a, disk, "lightwhale", run, clock)?;
         println!("    lightwhale #{run}: {l:?}");
         lw.push(l);
         if let Some((b, disk)) = baseline {
-            let l = lightwhale_boot(b, disk, "baseline", run)?;
+            let l = lightwhale_boot(b, disk, "baseline", run, clock)?;
             println!("    baseline   #{run}: {l:?}");
             bl.push(l);
         }
-        let f = floor_boot(a, floor, run)?;
+        let f = floor_boot(a, floor, run, clock)?;
         println!("    floor      #{run}: {f:?}");
         fl.push(f);
     }
@@ -354,6 +428,14 @@ fn interleaved_boots(
 }
 
 pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
+    let accel = lightwhale_vm_tests::Accel::detect();
+    let clock = if args.icount { Clock::Instructions } else { Clock::Host };
+    if args.icount && accel != lightwhale_vm_tests::Accel::Tcg {
+        return Err(Error::Step {
+            step: "bench",
+            message: "--icount counts the instructions QEMU emulates, which it cannot do with KVM: run it with LIGHTWHALE_ACCEL=tcg".into(),
+        });
+    }
     let mut report = serde_json::Map::new();
 
     if !args.no_builds {
@@ -397,7 +479,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
         None => None,
     };
 
-    report.insert("boot_s".into(), interleaved_boots(&a, &disk, baseline.as_ref(), &floor, args.runs)?);
+    report.insert("boot_s".into(), interleaved_boots(&a, &disk, baseline.as_ref(), &floor, args.runs, clock)?);
 
     let step = Step::start("bench: RAM");
     let idle = idle_ram(&a, &disk)?;
@@ -411,8 +493,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     step.done(&format!("idle {idle} MB used, smallest -m {min_mb:?}"));
     report.insert("ram_mb".into(), json!({ "idle_used": idle, "min_boot_to_docker_run": min_mb }));
 
-    let accel = lightwhale_vm_tests::Accel::detect();
-    report.insert("qemu".into(), json!({ "accel": accel.name(), "tcg_threads": "single", "cpus": 2, "memory_mb": 2048, "boot": "direct kernel (same kernel, initrds, cmdline as the ISO)" }));
+    report.insert("qemu".into(), json!({ "accel": accel.name(), "clock": clock.describe(), "tcg_threads": "single", "cpus": 2, "memory_mb": 2048, "boot": "direct kernel (same kernel, initrds, cmdline as the ISO)" }));
     let report = Value::Object(report);
     let path = ctx.out.join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").ctx("bench", &path)?;
@@ -423,10 +504,11 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
 
 fn print_table(r: &Value) {
     println!("\nQEMU acceleration: {}", r["qemu"]["accel"].as_str().unwrap_or("?"));
+    println!("times: {}", r["qemu"]["clock"].as_str().unwrap_or("?"));
     let baseline = r["boot_s"].get("baseline").is_some();
     println!(
         "\n{:<28} {:>10} {:>10} {:>10}   {:>10}{}",
-        "boot (s since QEMU start)",
+        "boot (s)",
         "min",
         "median",
         "max",
@@ -474,6 +556,10 @@ mod tests {
         assert_eq!(stats(&[4.0, 1.0]), (1.0, 2.5, 4.0));
         assert_eq!(parse_took("[ 1.2] lightwhale: claim: claimed sda: sda1 is ext4 (took 0.57 s)"), Some(0.57));
         assert_eq!(parse_took("nothing"), None);
+        assert_eq!(printk_time("[   12.345678] lightwhale: init started"), Some(12.345678));
+        assert_eq!(printk_time("\r[    0.000000] Linux version 6.12"), Some(0.0));
+        assert_eq!(printk_time("lightwhale: no timestamp"), None);
+        assert_eq!(printk_time("[ not a number] x"), None);
     }
 
     fn boot(docker: f64) -> Timeline {

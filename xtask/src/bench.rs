@@ -136,6 +136,9 @@ const LW_MARKERS: &[(&str, &str)] = &[
     ("persistence ready", "lightwhale: persistence ready"),
 ];
 
+/// What the guest's `docker info` probe prints, followed by its uptime, once Docker answers.
+const DOCKER_READY: &str = "DOCKER-READY-";
+
 /// Polls the forwarded SSH port until sshd sends its banner; returns when it did.
 fn wait_ssh_banner(port: u16, started: Instant, timeout: Duration) -> Option<f64> {
     use std::io::Read;
@@ -189,8 +192,10 @@ fn lightwhale_boot(a: &Artifacts, disk: &Path, who: &str, run: usize, clock: Clo
     }
     m.login("op", "opsecret", 5 * MIN).map_err(vm)?;
     // The probe runs in the guest so the host sees the moment `docker info` first works.
-    m.send("until docker info >/dev/null 2>&1; do sleep 0.2; done; echo DOCKER-READY-$(cut -d' ' -f1 /proc/uptime)\n")
-        .map_err(vm)?;
+    m.send(&format!(
+        "until docker info >/dev/null 2>&1; do sleep 0.2; done; echo {DOCKER_READY}$(cut -d' ' -f1 /proc/uptime)\n"
+    ))
+    .map_err(vm)?;
     // sshd is probed from the host, whose clock says nothing about the guest's under
     // -icount; a probe in the guest could only start after the console login, later than
     // sshd answers. So that mode leaves it out.
@@ -204,11 +209,11 @@ fn lightwhale_boot(a: &Artifacts, disk: &Path, who: &str, run: usize, clock: Clo
     }
     let docker = match clock {
         Clock::Host => {
-            let at = secs(m.time_until("DOCKER-READY-", 5 * MIN).map_err(vm)?);
-            m.wait_for_console_line("DOCKER-READY-", MIN).map_err(vm)?;
+            let at = time_of(&mut m, DOCKER_READY, clock)?;
+            m.wait_for_console_line(DOCKER_READY, MIN).map_err(vm)?;
             at
         }
-        Clock::Instructions => probe_uptime(&mut m, "DOCKER-READY-")?,
+        Clock::Instructions => probe_uptime(&mut m, DOCKER_READY)?,
     };
     out.push(("docker info ok".into(), docker));
     Ok(out)

@@ -91,12 +91,21 @@ pub enum Condition {
         path: String,
         timeout_secs: u64,
     },
+    /// An HTTP server on a Unix socket answers `GET path` with 200 (Docker's `/_ping`
+    /// answers once Docker serves its API, seconds after it created the socket).
+    HttpOk {
+        socket: String,
+        path: String,
+        timeout_secs: u64,
+    },
 }
 
 impl Condition {
     pub fn timeout_secs(&self) -> u64 {
         match self {
-            Condition::NetworkOnline { timeout_secs } | Condition::PathExists { timeout_secs, .. } => *timeout_secs,
+            Condition::NetworkOnline { timeout_secs }
+            | Condition::PathExists { timeout_secs, .. }
+            | Condition::HttpOk { timeout_secs, .. } => *timeout_secs,
         }
     }
 }

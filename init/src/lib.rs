@@ -9,6 +9,7 @@ pub mod command;
 pub mod config;
 pub mod facts;
 pub mod hostname;
+pub mod http_probe;
 pub mod image;
 pub mod input;
 pub mod kmod;

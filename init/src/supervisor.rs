@@ -649,6 +649,9 @@ fn conditions_met(svc: &Service, since: Instant) -> bool {
         let met = match c {
             Condition::NetworkOnline { .. } => net::network_online(),
             Condition::PathExists { path, .. } => Path::new(path).exists(),
+            Condition::HttpOk { socket, path, .. } => {
+                crate::http_probe::answers_ok(Path::new(socket), path, crate::http_probe::PATIENCE)
+            }
         };
         if !met && waited >= Duration::from_secs(c.timeout_secs()) {
             log::warn!("service {}: {c:?} not met after {} s; starting anyway", svc.name, c.timeout_secs());

@@ -226,6 +226,11 @@ fn statvfs(path: &str) -> Option<(u64, u64)> {
     Some((st.f_blocks as u64 * frag, st.f_bavail as u64 * frag))
 }
 
+/// Pure: whether chronyd may answer: it runs, or the init's facts do not name it.
+pub fn asks_chronyd(services: &[ServiceStatus]) -> bool {
+    services.iter().find(|s| s.name == "chronyd").is_none_or(|s| s.state == "running")
+}
+
 /// Everything, read now.
 pub fn gather() -> Status {
     let release = lightwhale_init::release::current();
@@ -248,15 +253,21 @@ pub fn gather() -> Status {
         default_route: parse_default_route(&run("ip", &["-j", "route", "show", "default"]).unwrap_or_default()),
         dns: parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
     };
-    let time = run("chronyc", &["-c", "tracking"]).map(|t| parse_tracking(&t)).unwrap_or_default();
-    let secure_boot = SecureBoot {
-        enabled: std::fs::read(SECURE_BOOT_VAR).ok().and_then(|b| parse_secure_boot_var(&b)),
-        lockdown: std::fs::read_to_string("/sys/kernel/security/lockdown").ok().and_then(|t| parse_lockdown(&t)),
-    };
     let uptime_s = std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|t| t.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0);
+    let services = services(&facts::read::<Vec<facts::ServiceFact>>(facts::SERVICES).unwrap_or_default(), uptime_s);
+    // Only a running chronyd can answer: asking before it runs (a login during the boot,
+    // whose motd reads this) costs a chronyc start while Docker is starting.
+    let time = match asks_chronyd(&services) {
+        true => run("chronyc", &["-c", "tracking"]).map(|t| parse_tracking(&t)).unwrap_or_default(),
+        false => TimeSync::default(),
+    };
+    let secure_boot = SecureBoot {
+        enabled: std::fs::read(SECURE_BOOT_VAR).ok().and_then(|b| parse_secure_boot_var(&b)),
+        lockdown: std::fs::read_to_string("/sys/kernel/security/lockdown").ok().and_then(|t| parse_lockdown(&t)),
+    };
     let mut s = Status {
         version: release.version,
         build_id: release.build_id,
@@ -266,7 +277,7 @@ pub fn gather() -> Status {
         boot: facts::read(facts::BOOT).unwrap_or_default(),
         persistence,
         overlays,
-        services: services(&facts::read::<Vec<facts::ServiceFact>>(facts::SERVICES).unwrap_or_default(), uptime_s),
+        services,
         network,
         time,
         secure_boot,
@@ -418,6 +429,22 @@ mod tests {
         assert_eq!(t.synchronised, Some(false));
         assert_eq!(t.source, None);
         assert_eq!(parse_tracking("garbage"), TimeSync::default());
+    }
+
+    #[test]
+    fn chronyd_is_asked_only_while_it_runs() {
+        let svc = |state: &str| ServiceStatus {
+            name: "chronyd".into(),
+            state: state.into(),
+            pid: None,
+            restarts: 0,
+            uptime_s: None,
+            last_exit: None,
+        };
+        assert!(asks_chronyd(&[svc("running")]));
+        assert!(!asks_chronyd(&[svc("waiting")]));
+        assert!(!asks_chronyd(&[svc("restarting")]));
+        assert!(asks_chronyd(&[]), "without the init's facts, chronyc says whether chronyd answers");
     }
 
     #[test]

@@ -13,10 +13,15 @@ pub const PERSISTENCE: &str = "/run/lightwhale/persistence.json";
 /// `Vec<ServiceFact>`: the supervised services, rewritten whenever one changes state.
 pub const SERVICES: &str = "/run/lightwhale/services.json";
 
+/// `ServiceFact::state` of a service whose process runs (the one state that has an uptime,
+/// and the one in which it can answer).
+pub const SERVICE_RUNNING: &str = "running";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceFact {
     pub name: String,
-    /// disabled, waiting, starting, running, restarting or stopped.
+    /// disabled, waiting, starting, running ([`SERVICE_RUNNING`]), restarting, stopping or
+    /// stopped.
     pub state: String,
     pub pid: Option<i32>,
     /// How often it was started again after its first start.

@@ -166,7 +166,7 @@ pub fn state_name(state: &State) -> &'static str {
         State::Disabled => "disabled",
         State::Waiting { .. } => "waiting",
         State::Setup { .. } => "starting",
-        State::Running { .. } => "running",
+        State::Running { .. } => crate::facts::SERVICE_RUNNING,
         State::Backoff { .. } => "restarting",
         State::Stopping { .. } => "stopping",
         State::Done => "stopped",

@@ -89,7 +89,9 @@ pub fn services(facts: &[facts::ServiceFact], uptime_s: f64) -> Vec<ServiceStatu
             state: f.state.clone(),
             pid: f.pid,
             restarts: f.restarts,
-            uptime_s: (f.state == "running").then(|| f.started_at_s.map(|t| (uptime_s - t).max(0.0))).flatten(),
+            uptime_s: (f.state == facts::SERVICE_RUNNING)
+                .then(|| f.started_at_s.map(|t| (uptime_s - t).max(0.0)))
+                .flatten(),
             last_exit: f.last_exit.clone(),
         })
         .collect()
@@ -228,7 +230,7 @@ fn statvfs(path: &str) -> Option<(u64, u64)> {
 
 /// Pure: whether chronyd may answer: it runs, or the init's facts do not name it.
 pub fn asks_chronyd(services: &[ServiceStatus]) -> bool {
-    services.iter().find(|s| s.name == "chronyd").is_none_or(|s| s.state == "running")
+    services.iter().find(|s| s.name == "chronyd").is_none_or(|s| s.state == facts::SERVICE_RUNNING)
 }
 
 /// Everything, read now.

@@ -43,6 +43,25 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
+/// Scenario files (`tests/<name>.rs`) that run more than one machine at a time, and how
+/// many; every other scenario runs one machine at a time. `cargo xtask test` runs scenarios
+/// side by side when the host has cores to spare, and counts a scenario listed here as that
+/// many. A new scenario that boots machines in parallel belongs here.
+pub const MACHINES_AT_ONCE: &[(&str, usize)] = &[("swarm", 2)];
+
+/// How many machines the scenario file `name` runs at a time.
+pub fn machines_at_once(name: &str) -> usize {
+    MACHINES_AT_ONCE.iter().find(|(n, _)| *n == name).map(|(_, k)| *k).unwrap_or(1)
+}
+
+/// The scenario file a test binary was built from: cargo names it `<file>-<16 hex digits>`.
+pub fn scenario_of(exe_stem: &str) -> &str {
+    match exe_stem.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => name,
+        _ => exe_stem,
+    }
+}
+
 /// Scratch space for machines (console logs, disks): target/vm-tests.
 pub fn work_dir() -> PathBuf {
     std::env::var_os("LIGHTWHALE_VM_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/vm-tests"))
@@ -118,7 +137,26 @@ impl Artifacts {
         let initrd = dir.join(format!("initrd-combined-{build:016x}.img"));
         let mut data = std::fs::read(&self.initramfs).map_err(|e| VmError::Setup(e.to_string()))?;
         data.extend(std::fs::read(&self.rootfs_img).map_err(|e| VmError::Setup(e.to_string()))?);
-        std::fs::write(&initrd, data).map_err(|e| VmError::Setup(e.to_string()))?;
+        // Written aside and renamed: scenarios run side by side (`cargo xtask test`), and a
+        // machine that is booting from the file must never see it rewritten under it.
+        let part = dir.join(format!("initrd-combined-{build:016x}.img.{}", std::process::id()));
+        std::fs::write(&part, data).map_err(|e| VmError::Setup(e.to_string()))?;
+        std::fs::rename(&part, &initrd).map_err(|e| VmError::Setup(e.to_string()))?;
         Ok(Boot::Kernel { kernel: self.kernel.clone(), initrd, append: format!("{CMDLINE} {extra_cmdline}") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_binary_names_its_scenario_file() {
+        assert_eq!(scenario_of("swarm-0123456789abcdef"), "swarm");
+        assert_eq!(scenario_of("secure_boot-fedcba9876543210"), "secure_boot");
+        assert_eq!(scenario_of("xtask"), "xtask");
+        assert_eq!(scenario_of("lightwhale-qemu"), "lightwhale-qemu", "not a cargo hash");
+        assert_eq!(machines_at_once("swarm"), 2);
+        assert_eq!(machines_at_once("persistence"), 1);
     }
 }

@@ -7,12 +7,47 @@ use crate::VmError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// QEMU processes this process runs now.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// A running QEMU, counted in `RUNNING` while it lives.
+struct Qemu(Child);
+
+impl Qemu {
+    fn new(child: Child) -> Qemu {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Qemu(child)
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A scenario may run only as many machines at a time as `MACHINES_AT_ONCE` says: `cargo
+/// xtask test` runs scenarios side by side counting on that number.
+fn check_machines_at_once() -> Result<(), VmError> {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let scenario = crate::scenario_of(&exe.file_stem().unwrap_or_default().to_string_lossy()).to_string();
+    let allowed = crate::machines_at_once(&scenario);
+    if RUNNING.load(Ordering::SeqCst) >= allowed {
+        return Err(VmError::Setup(format!(
+            "{scenario} starts more than {allowed} machine(s) at a time: raise its count in \
+             MACHINES_AT_ONCE (vm-tests/src/lib.rs), which `cargo xtask test` schedules by"
+        )));
+    }
+    Ok(())
+}
 
 pub struct Machine {
     pub name: String,
     config: Config,
-    child: Option<Child>,
+    child: Option<Qemu>,
     stdin: Option<ChildStdin>,
     pub console: Console,
     /// Where `wait_for_console_text` continues from.
@@ -181,6 +216,9 @@ impl Machine {
     }
 
     fn spawn(&mut self) -> Result<(), VmError> {
+        if !self.own_group {
+            check_machines_at_once()?;
+        }
         let _ = std::fs::remove_file(self.dir.join("qmp.sock"));
         let log_path = self.dir.join("console.log");
         let log = std::fs::OpenOptions::new()
@@ -208,13 +246,13 @@ impl Machine {
         self.console.attach(child.stdout.take().expect("piped"), log);
         self.cursor = 0;
         self.password = None;
-        self.child = Some(child);
+        self.child = Some(Qemu::new(child));
         Ok(())
     }
 
     /// The running QEMU's process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.child.as_ref().map(|c| c.0.id())
     }
 
     /// The QMP control socket.
@@ -489,7 +527,7 @@ impl Machine {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
+                if let Ok(Some(_)) = child.0.try_wait() {
                     self.child = None;
                     self.stdin = None;
                     return Ok(());
@@ -505,8 +543,8 @@ impl Machine {
     /// Power cut: QEMU is killed, the guest gets no chance to flush anything.
     pub fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            let _ = c.0.kill();
+            let _ = c.0.wait();
         }
         self.stdin = None;
     }
@@ -541,6 +579,18 @@ impl Drop for Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_machine_at_once_is_refused_unless_declared() {
+        // This binary (the harness's unit tests) is no scenario of MACHINES_AT_ONCE: one.
+        assert!(check_machines_at_once().is_ok());
+        let mut qemu = Qemu::new(Command::new("true").spawn().expect("spawn true"));
+        let refused = check_machines_at_once().expect_err("a second machine");
+        assert!(refused.to_string().contains("MACHINES_AT_ONCE"), "{refused}");
+        let _ = qemu.0.wait();
+        drop(qemu);
+        assert!(check_machines_at_once().is_ok(), "the first one is gone");
+    }
 
     #[test]
     fn base64_round_trip() {

@@ -140,6 +140,9 @@ pub fn ovmf_vars(secure_boot: bool) -> PathBuf {
     }
 }
 
+/// vCPUs of the seed guide's machine, which every test machine has.
+pub const VCPUS: u32 = 2;
+
 impl Config {
     /// The seed guide's machine: 2 GiB, 2 vCPUs, BIOS, ISO as CD-ROM, ports 10022/10080.
     pub fn new(boot: Boot) -> Config {
@@ -149,7 +152,7 @@ impl Config {
             uefi: false,
             secure_boot: false,
             memory_mb: 2048,
-            cpus: 2,
+            cpus: VCPUS,
             disks: Vec::new(),
             seed: None,
             forwards: vec![(10022, 22), (10080, 80)],

@@ -8,6 +8,7 @@ mod error;
 mod flake;
 mod qemu;
 mod repro;
+mod scenarios;
 mod test;
 mod util;
 

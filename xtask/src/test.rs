@@ -1,9 +1,10 @@
 //! `cargo xtask test`: unit and host tests for the workspace, the flake evaluated against the
-//! nixpkgs stand-in, a reproducibility rebuild, then the VM scenarios on a freshly built (or
-//! up-to-date) ISO.
+//! nixpkgs stand-in, a reproducibility rebuild, then the VM scenarios (side by side, see
+//! `scenarios`) on a freshly built (or up-to-date) ISO.
 
 use crate::build::{self, Ctx};
 use crate::error::Result;
+use crate::scenarios;
 use crate::util::{self, Step};
 use std::process::Command;
 
@@ -22,6 +23,10 @@ pub struct Args {
     /// The VM scenarios under QEMU.
     #[arg(long)]
     vm: bool,
+    /// Test machines to run at a time in the VM scenarios (default: a host core each under
+    /// TCG, two under KVM, 2.5 GiB of available memory each).
+    #[arg(long, value_name = "N")]
+    machines: Option<usize>,
     /// Only tests whose name contains one of these.
     filter: Vec<String>,
 }
@@ -58,28 +63,9 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     if vm {
         build::iso(ctx, build::Options::default())?;
         let accel = lightwhale_vm_tests::Accel::detect();
-        let step = Step::start(format!("VM scenarios (QEMU with {} acceleration)", accel.name()));
-        util::run(
-            "test",
-            Command::new(&cargo)
-                .current_dir(&ctx.root)
-                .args([
-                    "test",
-                    "-p",
-                    "lightwhale-vm-tests",
-                    "--tests",
-                    // Every scenario runs even after one fails: one CI run shows them all.
-                    "--no-fail-fast",
-                    "--",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .args(filter)
-                .env("LIGHTWHALE_OUT", &ctx.out),
-            "A VM scenario failed; console logs are in target/vm-tests/<machine>/console.log.",
-        )?;
-        step.done("passed");
+        let slots = args.machines.unwrap_or_else(|| scenarios::host_slots(accel)).max(1);
+        let binaries = scenarios::build(ctx)?;
+        scenarios::run(ctx, binaries, slots, accel, filter)?;
     }
     Ok(())
 }

@@ -140,8 +140,9 @@ pub fn ovmf_vars(secure_boot: bool) -> PathBuf {
     }
 }
 
-/// vCPUs of the seed guide's machine, which every test machine has.
+/// vCPUs and memory of the seed guide's machine, which every test machine has.
 pub const VCPUS: u32 = 2;
+pub const MEMORY_MB: u32 = 2048;
 
 impl Config {
     /// The seed guide's machine: 2 GiB, 2 vCPUs, BIOS, ISO as CD-ROM, ports 10022/10080.
@@ -151,7 +152,7 @@ impl Config {
             accel: Accel::detect(),
             uefi: false,
             secure_boot: false,
-            memory_mb: 2048,
+            memory_mb: MEMORY_MB,
             cpus: VCPUS,
             disks: Vec::new(),
             seed: None,

@@ -6,7 +6,7 @@
 //! ends.
 
 use crate::build::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::util::Step;
 use lightwhale_vm_tests::{machines_at_once, Accel};
 use std::collections::VecDeque;
@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Memory one test machine needs on the host: its 2 GiB of guest RAM and QEMU's own.
-const MIB_PER_MACHINE: u64 = 2560;
+/// Memory one test machine needs on the host: its guest RAM and QEMU's own.
+const MIB_PER_MACHINE: u64 = lightwhale_vm_tests::qemu::MEMORY_MB as u64 + 512;
 
 /// One scenario file's test binary.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,8 +62,7 @@ pub fn may_start(machines: usize, busy: usize, slots: usize) -> bool {
 }
 
 /// The scenario binaries, built by cargo (`--no-run`), read from its JSON messages.
-pub fn build(ctx: &Ctx) -> Result<Vec<Scenario>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+pub fn build(ctx: &Ctx, cargo: &str) -> Result<Vec<Scenario>> {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&ctx.root).args([
         "test",
@@ -109,8 +108,7 @@ struct Running {
 /// Runs the scenarios, `slots` machines at a time; test names filtered by `filter`.
 pub fn run(ctx: &Ctx, scenarios: Vec<Scenario>, slots: usize, accel: Accel, filter: &[String]) -> Result<()> {
     let logs = lightwhale_vm_tests::work_dir();
-    std::fs::create_dir_all(&logs)
-        .map_err(|e| Error::Step { step: "test", message: format!("{}: {e}", logs.display()) })?;
+    std::fs::create_dir_all(&logs).ctx("test", &logs)?;
     let step =
         Step::start(format!("VM scenarios (QEMU with {} acceleration, {slots} machine(s) at a time)", accel.name()));
     println!("    each scenario's output: {}/<scenario>.log", logs.display());
@@ -146,9 +144,9 @@ pub fn run(ctx: &Ctx, scenarios: Vec<Scenario>, slots: usize, accel: Accel, filt
         return Err(Error::Step {
             step: "test",
             message: format!(
-                "VM scenario(s) failed: {} (their output is above and in {}/<scenario>.log; console logs in target/vm-tests/<machine>/console.log)",
+                "VM scenario(s) failed: {} (their output is above and in {logs}/<scenario>.log; console logs in {logs}/<machine>/console.log)",
                 failed.join(", "),
-                logs.display()
+                logs = logs.display()
             ),
         });
     }
@@ -158,9 +156,8 @@ pub fn run(ctx: &Ctx, scenarios: Vec<Scenario>, slots: usize, accel: Accel, filt
 
 fn start(ctx: &Ctx, scenario: Scenario, logs: &Path, filter: &[String]) -> Result<Running> {
     let log = logs.join(format!("{}.log", scenario.name));
-    let file = std::fs::File::create(&log)
-        .map_err(|e| Error::Step { step: "test", message: format!("{}: {e}", log.display()) })?;
-    let err = file.try_clone().map_err(|e| Error::Step { step: "test", message: e.to_string() })?;
+    let file = std::fs::File::create(&log).ctx("test", &log)?;
+    let err = file.try_clone().ctx("test", &log)?;
     println!("    {}: started", scenario.name);
     let child = Command::new(&scenario.exe)
         // Where `cargo test` would run it.

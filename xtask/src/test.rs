@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
         build::iso(ctx, build::Options::default())?;
         let accel = lightwhale_vm_tests::Accel::detect();
         let slots = args.machines.unwrap_or_else(|| scenarios::host_slots(accel)).max(1);
-        let binaries = scenarios::build(ctx)?;
+        let binaries = scenarios::build(ctx, &cargo)?;
         scenarios::run(ctx, binaries, slots, accel, filter)?;
     }
     Ok(())

@@ -20,7 +20,7 @@ const NIX_CONFIG: &str =
 const STAND_IN: &str = "path:./nix/stand-in-nixpkgs";
 
 fn chroot_dir(ctx: &Ctx) -> PathBuf {
-    ctx.cache.join(format!("nix-{}-chroot", ctx.suite))
+    ctx.cache.nix_chroot(&ctx.suite)
 }
 
 /// A trixie chroot with Nix 2.26, made once (about a minute) and reused.
@@ -32,8 +32,8 @@ fn ensure_chroot(ctx: &Ctx) -> Result<PathBuf> {
     }
     let step = Step::start(format!("flake: a {} chroot with Nix (mmdebstrap, once)", ctx.suite));
     lightwhale_image::tree::remove_tree(&dir)?;
-    let log = ctx.cache.join("nix-chroot.log");
-    std::fs::create_dir_all(&ctx.cache).ctx(STEP, &ctx.cache)?;
+    let log = ctx.cache.nix_chroot_log();
+    std::fs::create_dir_all(ctx.cache.root()).ctx(STEP, ctx.cache.root())?;
     cmd::run_logged(
         STEP,
         Command::new("mmdebstrap")

@@ -1,6 +1,7 @@
 //! `cargo xtask iso`: the Debian-path build, in stages that each skip themselves when
 //! their inputs have not changed (a change to init/ only rebuilds the initramfs and ISO).
 
+pub mod cache;
 pub mod rootfs;
 pub mod signed_boot;
 
@@ -18,7 +19,7 @@ pub struct Ctx {
     pub root: PathBuf,
     pub out: PathBuf,
     pub build: PathBuf,
-    pub cache: PathBuf,
+    pub cache: cache::Cache,
     pub suite: String,
     pub mirror: String,
     pub epoch: u64,
@@ -35,18 +36,12 @@ impl Ctx {
     /// second copy this way).
     pub fn with_out(root: &Path, out: &Path) -> Ctx {
         let out = out.to_path_buf();
-        let cache = std::env::var_os("LIGHTWHALE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
-            });
-            base.join("lightwhale")
-        });
         let epoch = source_date_epoch(root);
         Ctx {
             root: root.to_path_buf(),
             build: out.join("build"),
             out,
-            cache,
+            cache: cache::Cache::from_env(),
             suite: std::env::var("LIGHTWHALE_SUITE").unwrap_or_else(|_| "trixie".into()),
             mirror: std::env::var("LIGHTWHALE_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into()),
             epoch,
@@ -54,6 +49,12 @@ impl Ctx {
             build_id: git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into()),
         }
     }
+}
+
+/// The cached package lists for these modules' archive components: the rootfs stage
+/// fetches them, the steps after it read them.
+pub fn package_lists(ctx: &Ctx, mods: &[Module]) -> PathBuf {
+    ctx.cache.package_lists(&ctx.suite, &modules::debian_components(mods))
 }
 
 fn git(root: &Path, args: &[&str]) -> Option<String> {
@@ -122,7 +123,7 @@ fn rootfs_key(ctx: &Ctx, opts: &Options, mods: &[Module]) -> Result<String> {
     h.update(lightwhale_image::tree::RECIPE);
     h.update(format!("{} {} {} {}", ctx.suite, ctx.mirror, ctx.epoch, opts.refresh));
     // The cached package lists decide the package versions.
-    let lists = rootfs::lists_dir(ctx, mods);
+    let lists = package_lists(ctx, mods);
     if lists.join(".complete").exists() {
         if let Ok(rd) = std::fs::read_dir(&lists) {
             let mut names: Vec<PathBuf> =
@@ -274,7 +275,7 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
     let p = paths(ctx);
 
     if opts.refresh {
-        let _ = std::fs::remove_dir_all(rootfs::lists_dir(ctx, &mods));
+        let _ = std::fs::remove_dir_all(package_lists(ctx, &mods));
     }
     let stamp = Stamp::new(ctx.build.join("rootfs.stamp"), rootfs_key(ctx, &opts, &mods)?);
     let tree = ctx.build.join("rootfs");
@@ -321,7 +322,7 @@ pub fn iso(ctx: &Ctx, opts: Options) -> Result<Built> {
     }
 
     build_initramfs(ctx, &mods, &init, &release, &p.initramfs)?;
-    let signed = signed_boot::fetch(ctx)?;
+    let signed = signed_boot::fetch(ctx, &package_lists(ctx, &mods))?;
 
     let mut h = Sha256::new();
     for f in [&p.kernel, &p.initramfs, &p.rootfs_img, &signed.shim, &signed.grub, &signed.mok_manager] {

@@ -32,23 +32,6 @@ pub fn build(ctx: &Ctx, modules: &[Module]) -> Result<Rootfs> {
     Ok(Rootfs { kernel_release })
 }
 
-/// Pure: the name of the cached package lists' directory. The lists are reused without
-/// `apt update` (same index, same package versions), so they are keyed by what they
-/// index: the suite and the archive components besides `main`.
-pub fn lists_dir_name(suite: &str, components: &[String]) -> String {
-    let extra: Vec<&str> = components.iter().map(String::as_str).filter(|c| *c != "main").collect();
-    if extra.is_empty() {
-        format!("lists-{suite}")
-    } else {
-        format!("lists-{suite}-{}", extra.join("+"))
-    }
-}
-
-/// The cached package lists for these modules' components.
-pub fn lists_dir(ctx: &Ctx, modules: &[Module]) -> PathBuf {
-    ctx.cache.join(lists_dir_name(&ctx.suite, &modules::debian_components(modules)))
-}
-
 fn mmdebstrap(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<()> {
     let packages = modules::debian_packages(modules);
     let components: Vec<String> =
@@ -58,8 +41,8 @@ fn mmdebstrap(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<()> {
         packages.len(),
         ctx.suite
     ));
-    let debs = ctx.cache.join("debs");
-    let lists = lists_dir(ctx, modules);
+    let debs = ctx.cache.debs();
+    let lists = super::package_lists(ctx, modules);
     std::fs::create_dir_all(&debs).ctx(STEP, &debs)?;
     let have_lists = lists.join(".complete").exists();
     std::fs::create_dir_all(&lists).ctx(STEP, &lists)?;
@@ -275,16 +258,6 @@ fn kernel_release(tree: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn package_lists_are_keyed_by_their_components() {
-        assert_eq!(lists_dir_name("trixie", &[]), "lists-trixie");
-        assert_eq!(lists_dir_name("trixie", &["main".into()]), "lists-trixie");
-        assert_eq!(
-            lists_dir_name("trixie", &["non-free-firmware".into(), "contrib".into()]),
-            "lists-trixie-non-free-firmware+contrib"
-        );
-    }
 
     #[test]
     fn hints_name_the_fix() {

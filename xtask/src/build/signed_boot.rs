@@ -63,10 +63,10 @@ fn apt(conf: &Path) -> Command {
     c
 }
 
-/// The signed loader files, extracted under `out/build/signed-boot/`.
-pub fn fetch(ctx: &Ctx) -> Result<SignedLoader> {
+/// The signed loader files, extracted under `out/build/signed-boot/`; apt resolves them in
+/// `lists`, the package lists the rootfs stage fetched (`super::package_lists`).
+pub fn fetch(ctx: &Ctx, lists: &Path) -> Result<SignedLoader> {
     let step = Step::start("secure boot: Debian's signed shim, MokManager and GRUB");
-    let lists = ctx.cache.join(format!("lists-{}", ctx.suite));
     if !lists.join(".complete").exists() {
         return Err(Error::Step {
             step: STEP,
@@ -84,7 +84,7 @@ pub fn fetch(ctx: &Ctx) -> Result<SignedLoader> {
     std::fs::write(state.join("status"), "").ctx(STEP, &state)?;
     std::fs::write(state.join("sources.list"), format!("deb {} {} main\n", ctx.mirror, ctx.suite)).ctx(STEP, &state)?;
     let conf = state.join("apt.conf");
-    std::fs::write(&conf, apt_conf(&state, &lists)).ctx(STEP, &conf)?;
+    std::fs::write(&conf, apt_conf(&state, lists)).ctx(STEP, &conf)?;
 
     let packages: Vec<&str> = FILES.iter().map(|(p, _)| *p).collect();
     let uris = parse_print_uris(&cmd::output(STEP, apt(&conf).args(["download", "--print-uris"]).args(&packages))?);
@@ -98,7 +98,7 @@ pub fn fetch(ctx: &Ctx) -> Result<SignedLoader> {
             ),
         });
     }
-    let debs = ctx.cache.join("debs");
+    let debs = ctx.cache.debs();
     std::fs::create_dir_all(&debs).ctx(STEP, &debs)?;
     let cached = |u: &Uri| lightwhale_image::sha256_file(&debs.join(&u.file)).is_ok_and(|h| h == u.sha256);
     let missing: Vec<&Uri> = uris.iter().filter(|u| !cached(u)).collect();

@@ -47,7 +47,7 @@ pub fn build(s: &Squashfs) -> Result<PathBuf> {
     let mut cmd = Command::new("mksquashfs");
     cmd.arg(s.tree)
         .arg(s.out)
-        .args(["-noappend", "-no-progress", "-mkfs-time", &epoch, "-all-time", &epoch])
+        .args(["-noappend", "-mkfs-time", &epoch, "-all-time", &epoch])
         .args(squashfs_opts())
         .env_remove("SOURCE_DATE_EPOCH");
     if s.all_root {

@@ -42,7 +42,7 @@ fn ensure_chroot(ctx: &Ctx) -> Result<PathBuf> {
             .arg(&dir)
             .arg(&ctx.mirror),
         &log,
-        |_| false,
+        |l| l.starts_with("I: "),
         |text| crate::build::rootfs::mmdebstrap_hint(text, &ctx.mirror),
     )?;
     std::fs::write(&marker, PACKAGES).ctx(STEP, &marker)?;

@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod cluster;
 mod deps;
+mod docs;
 mod error;
 mod flake;
 mod qemu;
@@ -42,6 +43,13 @@ enum Cmd {
     /// Boot times against a floor, sizes, RAM, claim and build times; writes
     /// out/bench.json (takes 20-30 minutes).
     Bench(bench::Args),
+}
+
+/// The whole command line, every subcommand's options included (the docs check reads it).
+pub fn cli_command() -> clap::Command {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    command
 }
 
 fn root() -> PathBuf {

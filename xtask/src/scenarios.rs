@@ -115,7 +115,12 @@ pub fn run(ctx: &Ctx, scenarios: Vec<Scenario>, slots: usize, accel: Accel, filt
     let mut pending = start_order(scenarios);
     let mut running: Vec<Running> = Vec::new();
     let mut failed = Vec::new();
+    let mut last_report = Instant::now();
     loop {
+        if last_report.elapsed() >= SCENARIO_HEARTBEAT && !running.is_empty() {
+            report_running(&running, pending.len());
+            last_report = Instant::now();
+        }
         let busy: usize = running.iter().map(|r| machines_at_once(&r.scenario.name)).sum();
         match pending.front() {
             Some(next) if may_start(machines_at_once(&next.name), busy, slots) => {
@@ -173,6 +178,29 @@ fn start(ctx: &Ctx, scenario: Scenario, logs: &Path, filter: &[String]) -> Resul
     Ok(Running { scenario, child, log, started: Instant::now() })
 }
 
+/// How often the running scenarios' latest steps are shown (a scenario takes minutes).
+const SCENARIO_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// One line per running scenario: how long it has run and the last line of its output.
+fn report_running(running: &[Running], waiting: usize) {
+    for r in running {
+        let text = std::fs::read_to_string(&r.log).unwrap_or_default();
+        println!("    ... {}: {} s, {}", r.scenario.name, r.started.elapsed().as_secs(), latest_step(&text));
+    }
+    if waiting > 0 {
+        println!("    ... {waiting} scenario(s) waiting for a free machine slot");
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+/// Pure: what a scenario is doing, from its output so far: its last non-empty line.
+pub fn latest_step(output: &str) -> String {
+    match output.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(l) => lightwhale_image::cmd::progress_summary(l),
+        None => "starting".into(),
+    }
+}
+
 /// Reports a scenario that ended; a failed one's whole output is printed. Returns whether
 /// it passed.
 fn finished(r: &Running, passed: bool) -> bool {
@@ -221,6 +249,15 @@ mod tests {
         assert!(!may_start(1, 2, 2), "both slots taken");
         assert!(!may_start(2, 1, 2), "the swarm waits for the host to itself");
         assert!(may_start(3, 0, 2), "more than the host has: alone");
+    }
+
+    #[test]
+    fn a_running_scenario_is_described_by_its_last_line() {
+        assert_eq!(latest_step(""), "starting");
+        assert_eq!(
+            latest_step("running 1 test\n[12.3 s] persistence: waiting for login\n\n"),
+            "[12.3 s] persistence: waiting for login"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::process::Command;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Unit and host tests (`cargo test --workspace`, root-only tests included).
+    /// Unit and host tests (`cargo test --workspace`, root-only tests included), and the
+    /// docs' links and `cargo xtask` commands.
     #[arg(long)]
     unit: bool,
     /// Evaluate the flake (nix flake show, nix flake check --no-build) against the nixpkgs
@@ -37,6 +38,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<()> {
     let filter = &args.filter;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     if unit {
+        crate::docs::check(ctx, &crate::cli_command())?;
         let step = Step::start("unit and host tests (cargo test --workspace)");
         // Host tests that need root and loop devices are #[ignore]d for plain `cargo test`.
         util::run(

@@ -146,17 +146,24 @@ pub fn init_bin(ctx: &Ctx, name: &str) -> PathBuf {
 /// `cargo build --release` of one workspace package, statically linked: the binary then
 /// runs on the image's glibc whatever the build host's is. Each package is built on its
 /// own, so its dependencies' features (and its bytes) do not depend on the others.
+/// Cargo's output goes to `out/build/cargo-<package>.log`; the console gets its latest line
+/// while it compiles, and its last lines if it fails.
 fn build_static(ctx: &Ctx, package: &str) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    lightwhale_image::cmd::run(
+    std::fs::create_dir_all(&ctx.build).ctx("build", &ctx.build)?;
+    lightwhale_image::cmd::run_logged(
         "build",
         Command::new(cargo)
             .current_dir(&ctx.root)
-            .args(["build", "--quiet", "--release", "-p", package, "--target", "x86_64-unknown-linux-gnu"])
+            .args(["build", "--release", "-p", package, "--target", "x86_64-unknown-linux-gnu"])
             .arg("--target-dir")
             .arg(ctx.root.join("target/init"))
-            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
-        "Fix the compile error above.",
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .env("CARGO_TERM_COLOR", "never")
+            .env("CARGO_TERM_PROGRESS_WHEN", "never"),
+        &ctx.build.join(format!("cargo-{package}.log")),
+        |_| false,
+        |_| "Fix the compile error shown above.".into(),
     )?;
     Ok(())
 }

@@ -154,14 +154,17 @@ fn squashfs_with_pseudo_file(ctx: &Ctx, root: &Path) -> Result<()> {
 
 pub fn check(ctx: &Ctx) -> Result<()> {
     let root = ensure_chroot(ctx)?;
-    let step = Step::start("flake: nix flake show and nix flake check --no-build against the nixpkgs stand-in");
+    let step = Step::ticking("flake: nix flake show and nix flake check --no-build against the nixpkgs stand-in");
+    step.phase("copying the sources git knows into the chroot");
     let dir = copy_sources(ctx, &root)?;
+    step.phase("nix flake show");
     let show = in_chroot(&root, &flake_cmd(dir, "flake show"))?;
     for output in ["iso", "rootfs", "initramfs", "kernel", "init", "mkimage", "unit-tests", "vm-tests", "qemu"] {
         if !show.contains(output) {
             return Err(Error::Step { step: STEP, message: format!("`nix flake show` lists no {output}:\n{show}") });
         }
     }
+    step.phase("nix flake check --no-build");
     let checked = in_chroot(&root, &flake_cmd(dir, "flake check --no-build"))?;
     for output in [
         "packages.x86_64-linux.iso",
@@ -182,6 +185,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
     }
 
     // The check must be able to fail: a package nixpkgs (here: the stand-in) lacks.
+    step.phase("nix flake check of a module naming a package nixpkgs lacks (must fail)");
     let toml = root.join("src/modules/base/module.toml");
     let text = std::fs::read_to_string(&toml).ctx(STEP, &toml)?;
     let broken = text.replacen(
@@ -207,6 +211,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
             })
         }
     }
+    step.phase("the Nix path's squashfs step on a small tree");
     squashfs_with_pseudo_file(ctx, &root)?;
     step.done("all outputs evaluate; an unknown package fails the check; pseudo owners survive -all-root");
     Ok(())

@@ -176,10 +176,12 @@ fn chroot(ctx: &Ctx, tree: &Path, args: &[&str]) -> Result<String> {
 
 /// Everything after the packages: module files, users, configuration, pruning, kernel.
 fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
-    let step = Step::start("rootfs: adding module files, users and init configuration");
+    let step = Step::ticking("rootfs: adding module files, users and init configuration");
+    step.phase("module files");
     install::module_files(tree, modules, BuildPath::Debian)?;
 
     // Debian's packages created the system accounts; the same code makes them on Nix.
+    step.phase("users and groups");
     users::apply(
         tree,
         &modules::all(modules, |m| &m.groups),
@@ -191,6 +193,7 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
     let release = install::release_text(&ctx.version, &ctx.build_id, ctx.epoch, ("DEBIAN_SUITE", &ctx.suite));
     install::write_release(tree, &release)?;
 
+    step.phase("package manifest");
     let manifest = chroot(ctx, tree, &["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"])?;
     install::write(tree, "usr/share/lightwhale/manifest", &manifest)?;
 
@@ -198,6 +201,7 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
     std::fs::copy(tree.join(format!("boot/vmlinuz-{kernel_release}")), ctx.build.join("vmlinuz"))
         .ctx(STEP, tree.join("boot"))?;
 
+    step.phase("pruning paths and setuid bits");
     install::remove_machine_state(tree)?;
     let mut pruned = 0;
     for p in modules.iter().flat_map(|m| &m.toml.prune.paths) {
@@ -205,6 +209,7 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
     }
     let stripped = ftree::strip_setuid(tree, &modules::all(modules, |m| &m.prune.keep_setuid))?;
     let moddir = tree.join("usr/lib/modules").join(&kernel_release);
+    step.phase("pruning and decompressing kernel modules");
     let k = kmods::prune(
         &moddir,
         &modules::all(modules, |m| &m.prune.drop_kernel_modules),
@@ -221,7 +226,9 @@ fn customize(ctx: &Ctx, modules: &[Module], tree: &Path) -> Result<String> {
             ),
         });
     }
+    step.phase("depmod");
     kmods::depmod(tree, &kernel_release)?;
+    step.phase("firmware the kept drivers ask for");
     let fw = firmware::prune_in_place(tree, &kernel_release, &firmware::Rules::from_modules(modules)?)?;
     step.done(&format!(
         "kernel {kernel_release} ({} modules kept, {} of them signed, {} dropped), firmware {} files ({:.1} MB, {:.1} MB stored; {} skipped), {} packages, {pruned} paths pruned, setuid/setgid removed from {}",

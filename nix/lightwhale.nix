@@ -9,7 +9,7 @@ let
   inherit (pkgs) lib;
   version = (builtins.fromTOML (builtins.readFile ../Cargo.toml)).workspace.package.version;
 
-  # The workspace without the Nix files, docs and CI: editing the README rebuilds nothing.
+  # The workspace without the Nix files, docs and CI: editing the README or docs/ rebuilds nothing.
   root = toString ../.;
   kept = [ "Cargo.toml" "Cargo.lock" "rustfmt.toml" ".cargo" "init" "image" "tools" "compose-apps" "xtask" "vm-tests" "tests" "modules" ];
   src = builtins.path {

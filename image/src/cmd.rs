@@ -116,6 +116,20 @@ pub fn run_logged(
     show: impl Fn(&str) -> bool,
     hint_for: impl Fn(&str) -> String,
 ) -> Result<()> {
+    run_logged_measured(step, cmd, log, show, hint_for, || None)
+}
+
+/// `run_logged` for a command whose output says little about how far it is: the heartbeat
+/// shows what `measure` says (e.g. how much of its output file is written) when it says
+/// something, else the latest output line.
+pub fn run_logged_measured(
+    step: &'static str,
+    cmd: &mut Command,
+    log: &Path,
+    show: impl Fn(&str) -> bool,
+    hint_for: impl Fn(&str) -> String,
+    measure: impl Fn() -> Option<String>,
+) -> Result<()> {
     let mut file = std::fs::File::create(log).ctx(step, log)?;
     let mut child = cmd
         .stdin(Stdio::null())
@@ -153,7 +167,7 @@ pub fn run_logged(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         if last_shown.elapsed() >= HEARTBEAT {
-            let summary = progress_summary(&latest);
+            let summary = measure().unwrap_or_else(|| progress_summary(&latest));
             let doing = if summary.is_empty() { "running".to_string() } else { summary };
             println!("    ... {} s: {doing}", started.elapsed().as_secs());
             let _ = std::io::stdout().flush();

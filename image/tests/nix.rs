@@ -13,15 +13,26 @@ fn repo() -> PathBuf {
 }
 
 fn nix_instantiate(args: &[&str]) -> String {
-    let out = Command::new("nix-instantiate")
+    // On a machine where Nix never ran, its first run creates /nix/var/nix; the tests run
+    // side by side, and two first runs at once fail ("creating symlink ... File exists").
+    // One run before all others does that alone.
+    static STATE_MADE: std::sync::Once = std::sync::Once::new();
+    STATE_MADE.call_once(|| {
+        let _ = nix_command(&["--eval", "--expr", "1"]);
+    });
+    let out = nix_command(args);
+    assert!(out.status.success(), "nix-instantiate {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn nix_command(args: &[&str]) -> std::process::Output {
+    Command::new("nix-instantiate")
         .args(args)
         .current_dir(repo())
         // Debian's nix-bin names a build group that a plain host does not have.
         .env("NIX_CONFIG", "build-users-group =")
         .output()
-        .expect("nix-instantiate is missing: run `cargo xtask deps`");
-    assert!(out.status.success(), "nix-instantiate {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+        .expect("nix-instantiate is missing: run `cargo xtask deps`")
 }
 
 fn nix_files() -> Vec<PathBuf> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// (dockerd, containerd) grow by tens of MB; a small Docker host is better without.
 ///
 /// Then the Kernel Self Protection Project's recommendations that a Docker host can take
-/// (README, "Security", says what each costs and how to turn it off at the boot prompt):
+/// (docs/security.md, "The kernel", says what each costs and how to turn it off at the boot prompt):
 /// - `lockdown=integrity`: no unsigned modules, no /dev/mem, no kexec of unsigned kernels
 ///   (Debian's modules are signed, and the image's decompressed ones keep the signature);
 /// - `slab_nomerge`: separate slab caches, so an overflow in one cannot reach another's;

@@ -1,7 +1,7 @@
 //! `lightwhale status`: the state of the system in one command. The init's facts
 //! (/run/lightwhale/*.json) say how the boot went; the rest is read live (mounts, addresses,
 //! time sync). Nothing here needs root. `--json` prints the `Status` struct: its field
-//! names are the documented, stable shape (README, "lightwhale status").
+//! names are the documented, stable shape (docs/operations.md, "lightwhale status").
 
 use lightwhale_init::facts::{self, Persistence};
 use serde::Serialize;

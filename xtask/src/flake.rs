@@ -59,6 +59,10 @@ fn in_chroot(root: &Path, script: &str) -> Result<String> {
         .arg("chroot")
         .arg(root)
         .args(["sh", "-c", script])
+        // The chroot is a machine of its own: nothing of the host's environment (its
+        // caches, Nix state directories) leaks in.
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("NIX_CONFIG", NIX_CONFIG)
         .env("HOME", "/root")
         .output()

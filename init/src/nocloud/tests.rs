@@ -65,24 +65,27 @@ fn whats(r: &[Refused]) -> Vec<String> {
     r.iter().map(|r| r.what.clone()).collect()
 }
 
-/// The README's example (modules/provision/example/user-data): everything Lightwhale
+/// The provisioning page's example (modules/provision/example/user-data): everything Lightwhale
 /// reads in one seed.
-pub fn readme_user_data() -> String {
+pub fn example_user_data() -> String {
     include_str!("../../../modules/provision/example/user-data").to_string()
 }
 
 #[test]
-fn the_readme_shows_the_example_verbatim() {
-    // The flake's sources leave the README out; the Debian path always has it.
-    if let Ok(readme) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")) {
-        assert!(readme.contains(&format!("```yaml\n{}```", readme_user_data())), "README and example differ");
+fn the_provisioning_page_shows_the_example_verbatim() {
+    // The flake's sources leave the docs out; the Debian path always has them.
+    if let Ok(page) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/provisioning.md")) {
+        assert!(
+            page.contains(&format!("```yaml\n{}```", example_user_data())),
+            "docs/provisioning.md and the example differ"
+        );
     }
 }
 
 #[test]
-fn the_readme_example_parses_and_plans_as_documented() {
+fn the_example_parses_and_plans_as_documented() {
     let meta = include_str!("../../../modules/provision/example/meta-data");
-    let p = parse_all(meta, &readme_user_data(), None);
+    let p = parse_all(meta, &example_user_data(), None);
     assert_eq!(p.errors, Vec::<String>::new());
     assert_eq!(p.instance_id, "web1-2026-01");
     assert!(!p.instance_id_from_content);
@@ -478,10 +481,10 @@ mod on_disk {
 
     #[test]
     #[ignore = "sets owners (root): run with `cargo xtask test --unit`"]
-    fn the_readme_example_on_a_scratch_root() {
+    fn the_example_on_a_scratch_root() {
         let dir = scratch("readme");
         let root = apply::Root { dir: &dir };
-        let p = parse_all("instance-id: i", &readme_user_data(), None);
+        let p = parse_all("instance-id: i", &example_user_data(), None);
         let acc = apply::read_accounts(&root);
         let fs = filesystems();
         let plan = plan::plan(

@@ -14,7 +14,7 @@ struct Cli {
 enum Cmd {
     /// Version, boot timeline, persistence, overlays, network, time sync and warnings.
     Status {
-        /// Print JSON for scripts (the shape is documented in the README and stays stable).
+        /// Print JSON for scripts (the shape is documented in docs/operations.md and stays stable).
         #[arg(long)]
         json: bool,
     },

@@ -342,6 +342,22 @@ where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> Result<T, String>,
 {
+    run_bounded(what, sandbox, timeout, MAX_ANSWER, f)
+}
+
+/// `run` with an answer of at most `limit` bytes: for a child whose answer carries what it
+/// read (a seed's files), bounded by the limits on what it reads.
+pub fn run_bounded<T, F>(
+    what: &str,
+    sandbox: &Sandbox,
+    timeout: Duration,
+    limit: usize,
+    f: F,
+) -> Result<T, SandboxError>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> Result<T, String>,
+{
     let (rx, tx) = nix::unistd::pipe().map_err(|source| SandboxError::Pipe { what: what.into(), source })?;
     // SAFETY: PID 1 is single-threaded while it forks; the child only allocates, reads
     // files and exits.
@@ -366,16 +382,14 @@ where
         }
         ForkResult::Parent { child } => {
             drop(tx);
-            let read = read_bounded(rx, timeout, MAX_ANSWER);
+            let read = read_bounded(rx, timeout, limit);
             let status = reap(child, read.is_err());
             let text = match read {
                 Ok(t) => t,
                 Err(ReadError::Timeout) => {
                     return Err(SandboxError::Timeout { what: what.into(), secs: timeout.as_secs() })
                 }
-                Err(ReadError::TooLarge) => {
-                    return Err(SandboxError::TooLarge { what: what.into(), limit: MAX_ANSWER })
-                }
+                Err(ReadError::TooLarge) => return Err(SandboxError::TooLarge { what: what.into(), limit }),
             };
             if !matches!(status, Some(WaitStatus::Exited(_, 0))) {
                 return Err(SandboxError::Child { what: what.into(), status: format!("{status:?}"), output: text });

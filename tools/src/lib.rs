@@ -4,5 +4,6 @@
 
 pub mod logs;
 pub mod root;
+pub mod seed;
 pub mod status;
 pub mod wifi;

@@ -26,6 +26,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("ovmf", "UEFI firmware for QEMU, also with Secure Boot and Microsoft's keys"),
     ("openssh-client", "SSH into the VM in the tests"),
     ("curl", "HTTP checks in the tests"),
+    ("sudo", "visudo checks a seed's sudoers files in the host tests"),
     ("e2fsprogs", "mke2fs/e2fsck for the host-side persistence tests"),
     ("util-linux", "losetup for the host-side persistence tests"),
     ("fdisk", "sfdisk cross-checks the partition table in the host tests"),

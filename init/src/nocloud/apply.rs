@@ -1,7 +1,7 @@
 //! Carrying out a `Plan`: the file writes, owners and modes. Every failure becomes one line
 //! in the returned list; the boot goes on.
 
-use super::plan::{self, FileWrite, Keys, Plan};
+use super::plan::{self, FileWrite, Keys, Plan, ACCOUNT_FILES};
 use crate::accounts::{Accounts, Home};
 use crate::config::Filesystems;
 use std::fs::{self, OpenOptions};
@@ -22,9 +22,6 @@ impl Root<'_> {
         self.dir.join(abs.trim_start_matches('/'))
     }
 }
-
-const ACCOUNT_FILES: [&str; 6] =
-    ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/subuid", "/etc/subgid"];
 
 pub fn read_accounts(root: &Root) -> Accounts {
     let r = |p: &str| fs::read_to_string(root.path(p)).unwrap_or_default();
@@ -202,30 +199,44 @@ fn install_sudoers(root: &Root, rules: &str) -> std::io::Result<()> {
     if let Some(d) = path.parent() {
         fs::create_dir_all(d)?;
     }
-    let check = path.with_file_name(".90-lightwhale-nocloud.check");
-    fs::write(&check, rules)?;
-    fs::set_permissions(&check, fs::Permissions::from_mode(0o440))?;
-    let checked = crate::command::run(Path::new(VISUDO), &["-c", "-q", "-f", &check.to_string_lossy()]);
-    let _ = fs::remove_file(&check);
-    if let Err(e) = checked {
-        return Err(std::io::Error::other(format!("visudo rejects the rules, none installed: {e}")));
-    }
+    visudo_accepts(&path, rules.as_bytes()).map_err(|e| std::io::Error::other(format!("{e}, none installed")))?;
     replace(&path, rules.as_bytes(), 0o440)?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o440))
 }
 
-/// Writes one `write_files` entry. The directories on the way are made (root, 0755) and
-/// the path is checked again after symbolic links are resolved, so a link cannot carry the
-/// file out of the writable directories; the file itself is never a link.
+/// `visudo -c` on `text` as the file `path` would hold it, checked in a file beside it
+/// whose name starts with a dot (sudo skips such names, should one be left behind).
+fn visudo_accepts(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let check = path.with_file_name(format!(".{name}.lightwhale-check"));
+    let _ = fs::remove_file(&check);
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o440).open(&check)?;
+    f.write_all(text)?;
+    drop(f);
+    let checked = crate::command::run(Path::new(VISUDO), &["-c", "-q", "-f", &check.to_string_lossy()]);
+    let _ = fs::remove_file(&check);
+    checked.map(|_| ()).map_err(|e| std::io::Error::other(format!("visudo rejects it: {e}")))
+}
+
+/// Writes one `write_files` entry. Before anything is made, the path is resolved as far as
+/// it exists (symbolic links followed) and the whole of it checked again, so a link cannot
+/// carry the file, or a directory made on its way, out of the writable directories; the
+/// file itself is never a link. A file sudo reads is written only if visudo accepts it.
 fn write_file(root: &Root, f: &FileWrite, fs_config: &Filesystems, data_root: &str) -> std::io::Result<()> {
     let path = root.path(&f.path);
     let parent = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
-    fs::create_dir_all(parent)?;
-    let real_parent = fs::canonicalize(parent)?;
-    let rel = real_parent.strip_prefix(root.dir).map_err(|_| std::io::Error::other("leaves the root"))?;
-    let real = Path::new("/").join(rel).join(path.file_name().unwrap_or_default());
-    plan::file_allowed(&real.to_string_lossy(), fs_config, data_root)
+    let real = resolved(root, parent)?.join(path.file_name().unwrap_or_default());
+    let real_text = real.to_string_lossy();
+    plan::file_allowed(&real_text, fs_config, data_root)
         .map_err(|why| std::io::Error::other(format!("resolves to {}: {why}", real.display())))?;
+    fs::create_dir_all(parent)?;
+    // The same answer now that the directories exist (nothing else runs during the boot).
+    if resolved(root, parent)?.join(path.file_name().unwrap_or_default()) != real {
+        return Err(std::io::Error::other("its directories changed while they were made"));
+    }
+    if plan::is_sudoers(&real_text) {
+        return write_sudoers_file(root, &real, f);
+    }
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).mode(f.mode).custom_flags(libc::O_NOFOLLOW);
     if f.append {
@@ -237,4 +248,36 @@ fn write_file(root: &Root, f: &FileWrite, fs_config: &Filesystems, data_root: &s
     file.write_all(&f.content)?;
     file.set_permissions(fs::Permissions::from_mode(f.mode))?;
     std::os::unix::fs::fchown(&file, Some(f.uid), Some(f.gid))
+}
+
+/// The absolute path `dir` stands for inside the root: its deepest existing ancestor with
+/// symbolic links resolved, then the parts that do not exist yet.
+fn resolved(root: &Root, dir: &Path) -> std::io::Result<PathBuf> {
+    let mut existing = dir;
+    let mut missing = Vec::new();
+    while fs::symlink_metadata(existing).is_err() {
+        missing.push(existing.file_name().ok_or_else(|| std::io::Error::other("no existing directory"))?);
+        existing = existing.parent().ok_or_else(|| std::io::Error::other("no existing directory"))?;
+    }
+    let real = fs::canonicalize(existing)?;
+    let rel = real.strip_prefix(root.dir).map_err(|_| std::io::Error::other("leaves the root"))?;
+    let mut out = Path::new("/").join(rel);
+    out.extend(missing.iter().rev());
+    Ok(out)
+}
+
+/// A seed's file in sudo's configuration: the whole new text (the old one first when
+/// appending) passes `visudo -c`, then replaces the file in one rename; if visudo refuses,
+/// the file stays as it was.
+fn write_sudoers_file(root: &Root, real: &Path, f: &FileWrite) -> std::io::Result<()> {
+    let path = root.path(&real.to_string_lossy());
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(std::io::Error::other("is a symbolic link; not followed"));
+    }
+    let mut text = if f.append { fs::read(&path).unwrap_or_default() } else { Vec::new() };
+    text.extend_from_slice(&f.content);
+    visudo_accepts(&path, &text).map_err(|e| std::io::Error::other(format!("{e}; nothing written")))?;
+    replace(&path, &text, f.mode)?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(f.mode))?;
+    chown(&path, f.uid, f.gid)
 }

@@ -209,16 +209,47 @@ fn read(device: &str, fs: seed::SeedFs, loader: &kmod::Loader) -> Result<parse::
     let dev = Path::new("/dev").join(device);
     nix::mount::mount(Some(&dev), dir, Some(fs.fstype()), flags, None::<&str>)
         .map_err(|e| format!("mounting the seed {} ({}) read-only: {e}", dev.display(), fs.fstype()))?;
-    let parsed = sandbox::probe_sandbox(&[SEED_DIR]).map_err(|e| e.to_string()).and_then(|sb| {
-        sandbox::run("seed parser", &sb, Duration::from_secs(30), || {
-            Ok(parse::read_seed(Path::new(SEED_DIR), &mut parse::random_salt))
-        })
+    let parsed = sandbox::probe_sandbox(&[SEED_DIR])
         .map_err(|e| e.to_string())
-    });
+        .and_then(|sb| read_sandboxed(dir, &sb).map_err(|e| e.to_string()));
     if let Err(e) = umount2(dir, MntFlags::MNT_DETACH) {
         log::warn!("nocloud: unmounting {SEED_DIR}: {e}");
     }
     parsed
+}
+
+/// The most a seed parser's answer may hold: what it read (at most the documented limits
+/// of meta-data, user-data and network-config) four times over, room for base64'd file
+/// contents (4/3), RON's escapes and the crypt hashes that replace plain passwords.
+pub const SEED_ANSWER_LIMIT: usize = 4 * (parse::MAX_USER_DATA + 2 * parse::SMALL_FILE);
+
+/// Reads and parses the seed in `dir` in a child restricted by `sandbox`.
+pub fn read_sandboxed(dir: &Path, sandbox: &sandbox::Sandbox) -> Result<parse::Parsed, sandbox::SandboxError> {
+    sandbox::run_bounded("seed parser", sandbox, Duration::from_secs(30), SEED_ANSWER_LIMIT, || {
+        Ok(parse::read_seed(dir, &mut parse::random_salt))
+    })
+}
+
+/// What the boot would make of a seed: the parser's and the plan's findings together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub instance_id: String,
+    pub done: Vec<String>,
+    pub unknown_keys: Vec<String>,
+    pub refused: Vec<Refused>,
+    pub errors: Vec<String>,
+}
+
+/// Reads the seed in `dir` with the boot's own parser and plans it against `env` as the
+/// boot would, writing nothing (`lightwhale seed check`).
+pub fn check(dir: &Path, env: &plan::Env) -> Check {
+    let parsed = parse::read_seed(dir, &mut parse::random_salt);
+    let plan = plan::plan(&parsed, env);
+    let mut refused = parsed.refused.clone();
+    refused.extend(plan.refused);
+    let mut errors = parsed.errors.clone();
+    errors.extend(plan.errors);
+    Check { instance_id: parsed.instance_id, done: plan.done, unknown_keys: parsed.unknown_keys, refused, errors }
 }
 
 /// The network interfaces with a MAC address, for network-config's `match:`.

@@ -11,6 +11,7 @@
 //! the seed's blocks go at its end between two marker lines and are replaced as a whole
 //! when a new instance brings a new network-config.
 
+use super::schema::Strings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -49,7 +50,8 @@ pub struct RawEthernet {
     pub set_name: Option<String>,
     pub dhcp4: Option<bool>,
     pub dhcp6: Option<bool>,
-    pub addresses: Vec<String>,
+    /// A list, or one address as a scalar (netplan reads both).
+    pub addresses: Strings,
     pub gateway4: Option<String>,
     pub gateway6: Option<String>,
     pub routes: Vec<RawRoute>,
@@ -68,8 +70,8 @@ pub struct RawRoute {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RawNameservers {
-    pub addresses: Vec<String>,
-    pub search: Vec<String>,
+    pub addresses: Strings,
+    pub search: Strings,
 }
 
 /// One `ethernets:` entry as the init applies it.
@@ -97,6 +99,21 @@ pub struct Parsed {
 
 fn is_default(to: &str) -> bool {
     matches!(to, "default" | "0.0.0.0/0" | "::/0")
+}
+
+/// Pure: `192.168.1.10/255.255.255.0` (a dotted netmask, as cloud-init's NoCloud docs
+/// write it) as `192.168.1.10/24`; anything else as it is.
+pub fn prefix_from_netmask(addr: &str) -> String {
+    let Some((ip, mask)) = addr.split_once('/') else { return addr.to_string() };
+    let (Ok(_), Ok(mask)) = (ip.parse::<std::net::Ipv4Addr>(), mask.parse::<std::net::Ipv4Addr>()) else {
+        return addr.to_string();
+    };
+    let bits = u32::from(mask);
+    // A netmask is ones, then zeros: its complement plus one is a power of two.
+    if (!bits).wrapping_add(1) & !bits != 0 {
+        return addr.to_string();
+    }
+    format!("{ip}/{}", bits.count_ones())
 }
 
 /// Pure: the raw YAML types to the entries the init applies, with what it cannot do.
@@ -130,11 +147,11 @@ pub fn from_raw(raw: RawConfig) -> Result<Parsed, String> {
             match_mac: e.matching.as_ref().and_then(|m| m.macaddress.clone()).map(|m| m.to_ascii_lowercase()),
             match_name: e.matching.as_ref().and_then(|m| m.name.clone()),
             dhcp4: e.dhcp4,
-            addresses: e.addresses,
+            addresses: e.addresses.0.iter().map(|a| prefix_from_netmask(a)).collect(),
             gateway4: e.gateway4,
             gateway6: e.gateway6,
-            nameservers: e.nameservers.addresses,
-            search: e.nameservers.search,
+            nameservers: e.nameservers.addresses.0,
+            search: e.nameservers.search.0,
             mtu: e.mtu,
         };
         if e.set_name.is_some() {
@@ -239,6 +256,8 @@ pub fn render(ethernets: &[Ethernet], nics: &[Nic]) -> (String, Vec<(String, Str
             refused.push((what, format!("matches no network interface (present: {})", present.join(", "))));
             continue;
         }
+        // An address (and the route through it) belongs to one NIC; the rest to every match.
+        let mut addressed = Vec::new();
         let mut lines = Vec::new();
         let (v4, v6): (Vec<&String>, Vec<&String>) = e.addresses.iter().partition(|a| !is_v6(a));
         for a in e.addresses.iter().filter(|a| !valid_cidr(a)) {
@@ -256,18 +275,18 @@ pub fn render(ethernets: &[Ethernet], nics: &[Nic]) -> (String, Vec<(String, Str
             ));
         }
         if let Some(a) = v4.first() {
-            lines.push(format!("static ip_address={a}"));
+            addressed.push(format!("static ip_address={a}"));
         } else if e.dhcp4 == Some(false) {
             lines.push("noipv4".into());
         }
         if let Some(a) = v6.first() {
-            lines.push(format!("static ip6_address={a}"));
+            addressed.push(format!("static ip6_address={a}"));
         }
         for g in [&e.gateway4, &e.gateway6].into_iter().flatten().filter(|g| !valid_ip(g)) {
             refused.push((format!("{what} gateway {g}"), "not an IP address".into()));
         }
         if let Some(g) = e.gateway4.as_ref().filter(|g| valid_ip(g) && !is_v6(g)) {
-            lines.push(format!("static routers={g}"));
+            addressed.push(format!("static routers={g}"));
         }
         if let Some(g) = e.gateway6.as_ref().filter(|g| valid_ip(g) && is_v6(g)) {
             refused.push((
@@ -296,12 +315,28 @@ pub fn render(ethernets: &[Ethernet], nics: &[Nic]) -> (String, Vec<(String, Str
                 refused.push((format!("{what}.mtu {mtu}"), "outside 576-9216".into()));
             }
         }
-        if lines.is_empty() {
-            continue;
+        if let [first, others @ ..] = targets.as_slice() {
+            if !addressed.is_empty() && !others.is_empty() {
+                let names: Vec<&str> = others.iter().map(|n| n.name.as_str()).collect();
+                refused.push((
+                    format!("{what}.addresses"),
+                    format!(
+                        "it matches {} NICs, and an address is one machine's: it goes on {} only; {} get the entry's other settings",
+                        targets.len(),
+                        first.name,
+                        names.join(", ")
+                    ),
+                ));
+            }
         }
-        for nic in targets {
+        for (i, nic) in targets.iter().enumerate() {
+            let own: Vec<&String> =
+                if i == 0 { addressed.iter().chain(&lines).collect() } else { lines.iter().collect() };
+            if own.is_empty() {
+                continue;
+            }
             block.push_str(&format!("interface {}\n", nic.name));
-            for l in &lines {
+            for l in own {
                 block.push_str(&format!("  {l}\n"));
             }
         }
@@ -413,6 +448,58 @@ ethernets:
             block.contains("interface eth0\n  static ip_address=10.0.0.9/8\n  static routers=10.0.0.1\n"),
             "{block}"
         );
+    }
+
+    /// A glob that matches several NICs gives a static address to the first of them only
+    /// (by name), says so, and gives the others the rest of the entry.
+    #[test]
+    fn a_static_address_matched_by_a_glob_goes_on_one_nic() {
+        let p = parse(
+            "version: 2
+ethernets:
+  lan:
+    match: {name: 'eth*'}
+    addresses: [192.168.1.10/24]
+    gateway4: 192.168.1.1
+    nameservers: {addresses: [192.168.1.1]}
+",
+        )
+        .unwrap();
+        let (block, refused) = render(&p.ethernets, &nics());
+        assert_eq!(
+            block,
+            "interface eth0\n  static ip_address=192.168.1.10/24\n  static routers=192.168.1.1\n  static domain_name_servers=192.168.1.1\ninterface eth1\n  static domain_name_servers=192.168.1.1\n"
+        );
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].1.contains("goes on eth0 only") && refused[0].1.contains("eth1"), "{refused:?}");
+        assert_eq!(block.matches("192.168.1.10").count(), 1, "one address, once");
+    }
+
+    /// Forms cloud-init's network docs show: a dotted netmask, scalars where lists go.
+    #[test]
+    fn a_dotted_netmask_and_scalars_for_lists_are_read() {
+        let p = parse(
+            "version: 2
+ethernets:
+  eth0:
+    addresses: 192.168.1.10/255.255.255.0
+    gateway4: 192.168.1.254
+    nameservers:
+      addresses: 8.8.8.8
+      search: example.com
+",
+        )
+        .unwrap();
+        let (block, refused) = render(&p.ethernets, &nics());
+        assert!(refused.is_empty(), "{refused:?}");
+        assert_eq!(
+            block,
+            "interface eth0\n  static ip_address=192.168.1.10/24\n  static routers=192.168.1.254\n  static domain_name_servers=8.8.8.8\n  static domain_search=example.com\n"
+        );
+        assert_eq!(prefix_from_netmask("10.0.0.1/255.0.0.0"), "10.0.0.1/8");
+        assert_eq!(prefix_from_netmask("10.0.0.1/0.0.0.0"), "10.0.0.1/0");
+        assert_eq!(prefix_from_netmask("10.0.0.1/255.0.255.0"), "10.0.0.1/255.0.255.0", "not a netmask: refused later");
+        assert_eq!(prefix_from_netmask("fd00::1/64"), "fd00::1/64");
     }
 
     #[test]

@@ -180,6 +180,12 @@ const REFUSED_PATHS: &[&str] = &[
     "disk_setup",
     "fs_setup",
     "mounts",
+    "ssh_import_id",
+    "users.*.ssh_import_id",
+    "users.*.system",
+    "users.*.homedir",
+    "users.*.primary_group",
+    "users.*.uid",
     "write_files.*.source",
     "wifis",
     "bonds",
@@ -206,12 +212,31 @@ fn unknown_path(path: &str) -> Option<String> {
 
 /// Deserializes `text` into T, listing every key T does not read as `file: path`.
 fn yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str, unknown: &mut Vec<String>) -> Result<T, String> {
+    use serde_saphyr::options::DuplicateKeyPolicy;
+    match yaml_with(file, text, unknown, DuplicateKeyPolicy::Error) {
+        // PyYAML, which cloud-init reads seeds with, keeps the last of repeated keys (two of
+        // cloud-init's own examples repeat one). Read so only when a key repeats: keeping the
+        // last buffers whole mappings, many times slower on a large seed.
+        Err(serde_saphyr::Error::DuplicateMappingKey { .. }) => {
+            yaml_with(file, text, unknown, DuplicateKeyPolicy::LastWins).map_err(|e| yaml_error(file, &e))
+        }
+        r => r.map_err(|e| yaml_error(file, &e)),
+    }
+}
+
+fn yaml_with<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+    unknown: &mut Vec<String>,
+    duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy,
+) -> Result<T, serde_saphyr::Error> {
     let mut found = Vec::new();
     let mut options = serde_saphyr::Options::default();
     // `content: !!binary |` (cloud-init's examples for gzip'd files) arrives as its base64
     // text, decoded with the entry's `encoding`.
     options.ignore_binary_tag_for_string = true;
     options.with_snippet = false;
+    options.duplicate_keys = duplicate_keys;
     let r = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_ignored::deserialize(de, |path| {
             if let Some(p) = unknown_path(&path.to_string()) {
@@ -219,13 +244,10 @@ fn yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str, unknown: &mut Ve
             }
         })
     });
-    match r {
-        Ok(v) => {
-            unknown.append(&mut found);
-            Ok(v)
-        }
-        Err(e) => Err(yaml_error(file, &e)),
+    if r.is_ok() {
+        unknown.append(&mut found);
     }
+    r
 }
 
 fn text<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, String> {
@@ -240,11 +262,13 @@ fn blank(bytes: &[u8]) -> bool {
 pub fn parse_seed(meta: Option<&[u8]>, user: Option<&[u8]>, net: Option<&[u8]>, salt: Salt) -> Parsed {
     let mut p = Parsed::default();
     let mut instance_id = None;
+    let mut meta_keys = Vec::new();
     if let Some(m) = meta.filter(|m| !blank(m)) {
         match text(META_DATA, m).and_then(|t| yaml::<schema::MetaData>(META_DATA, t, &mut p.unknown_keys)) {
             Ok(md) => {
                 instance_id = md.instance_id.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
                 p.local_hostname = md.local_hostname.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+                meta_keys = md.public_keys.map(schema::PublicKeys::keys).unwrap_or_default();
             }
             Err(e) => p.errors.push(e),
         }
@@ -259,6 +283,8 @@ pub fn parse_seed(meta: Option<&[u8]>, user: Option<&[u8]>, net: Option<&[u8]>, 
     if let Some(u) = user {
         user_data(u, salt, &mut p);
     }
+    // meta-data's keys are the default user's, as cloud-init gives them.
+    p.user.op_keys.extend(meta_keys);
     if let Some(n) = net.filter(|n| !blank(n)) {
         let parsed = text(NETWORK_CONFIG, n)
             .and_then(|t| yaml::<network::RawConfig>(NETWORK_CONFIG, t, &mut p.unknown_keys))
@@ -367,6 +393,9 @@ fn convert(cfg: CloudConfig, salt: Salt, p: &mut Parsed) -> UserData {
             UserItem::Default => continue,
             UserItem::Name(name) => NewUser { name, lock: true, ..Default::default() },
             UserItem::Full(x) => {
+                for (key, why) in x.refused() {
+                    p.refused.push(Refused::new(&format!("user-data: users {} {key}", x.name.trim()), why));
+                }
                 let given_hash = x.hashed_passwd.or(x.passwd);
                 let hash = match (given_hash, x.plain_text_passwd) {
                     (Some(h), _) => Some(h),
@@ -417,7 +446,15 @@ fn chpasswd(c: schema::Chpasswd, salt: Salt, u: &mut UserData, p: &mut Parsed) {
         }
     }
     for c in c.users {
-        let Some(pw) = c.password else { continue };
+        let what = format!("user-data: chpasswd for {}", c.name);
+        if c.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("random")) {
+            p.refused.push(Refused::new(&what, "RANDOM passwords are not supported; give a hash"));
+            continue;
+        }
+        let Some(pw) = c.password else {
+            p.refused.push(Refused::new(&what, "no password given"));
+            continue;
+        };
         match c.kind.as_deref().unwrap_or("hash") {
             "hash" => u.passwords.push((c.name, pw)),
             "text" => u.passwords.push((c.name, crate::accounts::sha512_crypt(&pw, &salt()))),
@@ -482,11 +519,23 @@ fn write_file(f: schema::WriteFile, total: &mut usize, p: &mut Parsed) -> Option
 }
 
 /// cloud-init's `encoding:` values.
+/// Base64 as cloud-init decodes it (Python's `base64.b64decode`): characters outside the
+/// alphabet are skipped (line breaks, spaces, the `...` of a shortened example), and the
+/// unused bits of the last character need not be zero.
+pub fn python_b64decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let kept: String = text.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')).collect();
+    LENIENT.decode(kept)
+}
+
 fn decode(encoding: Option<&str>, content: &str) -> Result<Vec<u8>, String> {
-    let b64 = |s: &str| {
-        let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        base64::engine::general_purpose::STANDARD.decode(clean).map_err(|e| format!("content is not base64: {e}"))
-    };
+    let b64 = |s: &str| python_b64decode(s).map_err(|e| format!("content is not base64: {e}"));
     let gunzip = |data: Vec<u8>| {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&data[..])

@@ -15,6 +15,28 @@ pub const SSHD_DROP_IN: &str = "/etc/ssh/sshd_config.d/10-lightwhale-nocloud.con
 pub const SUDOERS: &str = "/etc/sudoers.d/90-lightwhale-nocloud";
 pub const NTP_SOURCES: &str = "/etc/chrony/sources.d/nocloud.sources";
 
+/// The account databases. Only the seed's `users`, `groups`, `password` and `chpasswd` keys
+/// change them, through the account code (`Plan::accounts`); `write_files` never writes
+/// them, nor the backups shadow's tools keep beside them (`/etc/shadow-`).
+pub const ACCOUNT_FILES: [&str; 6] =
+    ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/subuid", "/etc/subgid"];
+
+/// sudo's configuration: the main file and the files of its include directory.
+pub const SUDOERS_FILE: &str = "/etc/sudoers";
+pub const SUDOERS_DIR: &str = "/etc/sudoers.d";
+
+/// Pure: whether `path` is an account database or its backup.
+pub fn is_account_file(path: &str) -> bool {
+    ACCOUNT_FILES.iter().any(|f| path.strip_prefix(f).is_some_and(|rest| rest.is_empty() || rest == "-"))
+}
+
+/// Pure: whether sudo reads `path` as configuration (its include directory is not read
+/// recursively). A `write_files` entry there is written only if `visudo -c` accepts it.
+pub fn is_sudoers(path: &str) -> bool {
+    path == SUDOERS_FILE
+        || path.strip_prefix(SUDOERS_DIR).and_then(|r| r.strip_prefix('/')).is_some_and(|name| !name.contains('/'))
+}
+
 /// The system as it is before the seed is applied.
 pub struct Env<'a> {
     pub accounts: &'a Accounts,
@@ -155,6 +177,12 @@ pub fn file_allowed(path: &str, fs: &Filesystems, data_root: &str) -> Result<(),
         return Err(format!(
             "{data_root} holds the persistence device's own layout; write to the persisted directory itself"
         ));
+    }
+    if is_account_file(path) {
+        return Err("an account database: users, groups and passwords come from the seed's users, groups, password and chpasswd keys, never from write_files".into());
+    }
+    if [SSHD_DROP_IN, SUDOERS, NTP_SOURCES].contains(&path) {
+        return Err("Lightwhale writes this file from the seed's own keys (ssh_pwauth, users' sudo, ntp)".into());
     }
     if fs.persisted.iter().chain(&fs.volatile).chain(&fs.tmpfs).any(|d| below(d)) {
         return Ok(());
@@ -458,6 +486,13 @@ fn files(p: &Parsed, env: &Env, acc: &Accounts, plan: &mut Plan) {
                 continue;
             }
         };
+        let mode = if is_sudoers(&f.path) { f.mode.unwrap_or(0o440) } else { mode };
+        if is_sudoers(&f.path) {
+            if let Err(why) = sudoers_file_allowed(uid, mode) {
+                plan.refuse(what, why);
+                continue;
+            }
+        }
         let content = f.content();
         plan.done.push(format!(
             "{} {} ({} bytes)",
@@ -467,6 +502,18 @@ fn files(p: &Parsed, env: &Env, acc: &Accounts, plan: &mut Plan) {
         ));
         plan.files.push(FileWrite { path: f.path.clone(), content, uid, gid, mode, append: f.append });
     }
+}
+
+/// Pure: what sudo demands of a file it reads: owned by root and writable by nobody else
+/// (it refuses the whole configuration otherwise).
+fn sudoers_file_allowed(uid: u32, mode: u32) -> Result<(), String> {
+    if uid != 0 {
+        return Err("sudo reads only files owned by root: leave out owner, or give root:root".into());
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!("mode {mode:o} lets others write sudo's configuration; use 0440"));
+    }
+    Ok(())
 }
 
 fn ntp(p: &Parsed, plan: &mut Plan) {

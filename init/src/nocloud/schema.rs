@@ -8,6 +8,7 @@
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A key that is read only to say why it is refused.
@@ -43,6 +44,7 @@ pub struct CloudConfig {
     pub disk_setup: Refuse,
     pub fs_setup: Refuse,
     pub mounts: Refuse,
+    pub ssh_import_id: Refuse,
 }
 
 impl CloudConfig {
@@ -52,7 +54,7 @@ impl CloudConfig {
         const PACKAGES: &str = "the system image is read-only and has no package manager; software comes as containers";
         const DISKS: &str =
             "disks are not partitioned or mounted from a seed; persistence is claimed with the magic header";
-        [
+        present(&[
             ("runcmd", self.runcmd.is_some(), SCRIPT),
             ("bootcmd", self.bootcmd.is_some(), SCRIPT),
             ("packages", self.packages.is_some(), PACKAGES),
@@ -65,11 +67,8 @@ impl CloudConfig {
             ("disk_setup", self.disk_setup.is_some(), DISKS),
             ("fs_setup", self.fs_setup.is_some(), DISKS),
             ("mounts", self.mounts.is_some(), DISKS),
-        ]
-        .into_iter()
-        .filter(|(_, present, _)| *present)
-        .map(|(k, _, why)| (k, why))
-        .collect()
+            ("ssh_import_id", self.ssh_import_id.is_some(), IMPORT_REFUSED),
+        ])
     }
 }
 
@@ -92,6 +91,14 @@ pub struct ChpasswdUser {
     pub kind: Option<String>,
 }
 
+/// Pure: the (key, reason) of the refused keys that are present.
+fn present(keys: &[(&'static str, bool, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    keys.iter().filter(|(_, given, _)| *given).map(|(k, _, why)| (*k, *why)).collect()
+}
+
+/// Why `ssh_import_id` (top level or a user's) is refused.
+pub const IMPORT_REFUSED: &str = "keys are not fetched from Launchpad or GitHub at boot (the seed is applied before the network is up); give them in ssh_authorized_keys";
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct User {
@@ -106,6 +113,33 @@ pub struct User {
     pub plain_text_passwd: Option<String>,
     pub lock_passwd: Option<bool>,
     pub sudo: Sudo,
+    // Read to be refused with a line each.
+    pub ssh_import_id: Refuse,
+    pub system: Refuse,
+    pub homedir: Refuse,
+    pub primary_group: Refuse,
+    pub uid: Refuse,
+}
+
+impl User {
+    /// The keys of this user that are refused, each with the reason.
+    pub fn refused(&self) -> Vec<(&'static str, &'static str)> {
+        present(&[
+            ("ssh_import_id", self.ssh_import_id.is_some(), IMPORT_REFUSED),
+            (
+                "system",
+                self.system.is_some(),
+                "system accounts come with the image; users from a seed are regular users (uid 1000 and up)",
+            ),
+            ("homedir", self.homedir.is_some(), "a user's home is /home/<name>, on the persistence disk"),
+            (
+                "primary_group",
+                self.primary_group.is_some(),
+                "a user's primary group is its own, named like it; add others with groups",
+            ),
+            ("uid", self.uid.is_some(), "uids are given from 1000 up, the first free one"),
+        ])
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -372,4 +406,28 @@ pub struct MetaData {
     pub instance_id: Option<String>,
     #[serde(rename = "local-hostname")]
     pub local_hostname: Option<String>,
+    /// SSH keys for the default user, in any of the forms cloud-init reads: one string (keys
+    /// on lines of their own), a list, or EC2's map of key names to a key or a list.
+    #[serde(rename = "public-keys")]
+    pub public_keys: Option<PublicKeys>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PublicKeys {
+    Text(String),
+    List(Vec<String>),
+    Named(BTreeMap<String, Strings>),
+}
+
+impl PublicKeys {
+    /// Every key, one per item, empty items (EC2's map ends each list with '') left out.
+    pub fn keys(self) -> Vec<String> {
+        let items: Vec<String> = match self {
+            PublicKeys::Text(t) => vec![t],
+            PublicKeys::List(l) => l,
+            PublicKeys::Named(m) => m.into_values().flat_map(|s| s.0).collect(),
+        };
+        items.iter().flat_map(|i| i.lines()).map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect()
+    }
 }

@@ -160,15 +160,20 @@ users:
     unknown.sort();
     assert_eq!(
         unknown,
-        [
-            "user-data: users.1.expiredate",
-            "user-data: users.1.primary_group",
-            "user-data: users.1.selinux_user",
-            "user-data: users.1.ssh_import_id",
-            "user-data: users.3.inactive",
-            "user-data: users.3.system",
-        ]
+        ["user-data: users.1.expiredate", "user-data: users.1.selinux_user", "user-data: users.3.inactive",]
     );
+    // What cannot be done is refused with a line, not passed over.
+    let refused: Vec<String> = p.refused.iter().map(|r| format!("{}: {}", r.what, r.why)).collect();
+    for (what, why) in [
+        ("users foobar primary_group", "its own"),
+        ("users foobar ssh_import_id", "ssh_authorized_keys"),
+        ("users cloudy system", "regular users"),
+    ] {
+        assert!(
+            refused.iter().any(|r| r.starts_with(&format!("user-data: {what}: ")) && r.contains(why)),
+            "{what}: {refused:?}"
+        );
+    }
     let plan = plan_of(&p);
     let acc = plan.accounts.as_ref().unwrap();
     assert!(
@@ -370,7 +375,7 @@ fn malformed_files_are_one_line_naming_the_file_and_the_line() {
     let meta = parse_all("instance-id: [", "", None);
     assert!(meta.errors[0].starts_with("meta-data line 1"), "{:?}", meta.errors);
     assert!(meta.instance_id_from_content);
-    let net = parse_all("instance-id: n", "", Some("version: 2\nethernets:\n  eth0:\n    addresses: 5\n"));
+    let net = parse_all("instance-id: n", "", Some("version: 2\nethernets:\n  eth0:\n    addresses: {a: 5}\n"));
     assert!(net.errors[0].starts_with("network-config line 4"), "{:?}", net.errors);
 }
 
@@ -451,12 +456,126 @@ fn the_status_file_has_the_documented_shape() {
     assert_eq!(v["seed"]["device"], "vdb");
 }
 
+/// cloud-init's write_files example as its module docs print it: base64 shortened with
+/// `...`, which Python's decoder (and so cloud-init) skips.
+#[test]
+fn base64_is_read_as_cloud_init_reads_it() {
+    let user_data = "#cloud-config\nwrite_files:\n- encoding: b64\n  content: CiMgVGhpcyBmaWxlIGNvbnRyb2xzIHRoZSBzdGF0ZSBvZiBTRUxpbnV4...\n  owner: root:root\n  path: /etc/sysconfig/selinux\n  permissions: '0644'\n";
+    let p = parse_all("instance-id: b64", user_data, None);
+    assert!(p.errors.is_empty() && p.refused.is_empty(), "{:?} {:?}", p.errors, p.refused);
+    assert_eq!(p.user.files[0].content(), b"\n# This file controls the state of SELinux");
+    // Line breaks, a last character with unused bits set ("Zh" is "f" with bits to spare),
+    // missing padding: Python takes all three.
+    assert_eq!(parse::python_b64decode("aGVs\nbG8g\r\nd29y bGQ=").unwrap(), b"hello world");
+    assert_eq!(parse::python_b64decode("Zh==").unwrap(), b"f");
+    assert_eq!(parse::python_b64decode("Zg").unwrap(), b"f");
+    assert!(parse::python_b64decode("Z").is_err(), "one character is no byte");
+}
+
+/// meta-data's `public-keys` in the forms cloud-init reads (its seed example uses EC2's map
+/// of names to lists ending in ''); they are op's keys, beside user-data's.
+#[test]
+fn public_keys_in_meta_data_are_ops_keys() {
+    let ec2 =
+        "instance-id: i-ec2\npublic-keys:\n  my-keypair: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMeta1 my-keypair, '']\n";
+    let p =
+        parse_all(ec2, "#cloud-config\nssh_authorized_keys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUser1 u]\n", None);
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    assert_eq!(
+        p.user.op_keys,
+        ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUser1 u", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMeta1 my-keypair"]
+    );
+    let list = parse_all("instance-id: l\npublic-keys:\n  - ssh-ed25519 AAAA1 a\n  - ssh-ed25519 AAAA2 b\n", "", None);
+    assert_eq!(list.user.op_keys, ["ssh-ed25519 AAAA1 a", "ssh-ed25519 AAAA2 b"]);
+    let text = parse_all("instance-id: t\npublic-keys: |\n  ssh-ed25519 AAAA1 a\n  ssh-ed25519 AAAA2 b\n", "", None);
+    assert_eq!(text.user.op_keys, ["ssh-ed25519 AAAA1 a", "ssh-ed25519 AAAA2 b"]);
+    let keys = plan_of(&text).keys;
+    assert_eq!(keys.len(), 1, "one key set, op's");
+    assert_eq!(keys[0].user, "op");
+}
+
+/// Keys that need what a boot does not have are refused with a line each.
+#[test]
+fn what_a_seed_asks_that_cannot_be_done_is_named() {
+    let user_data = "#cloud-config\nssh_import_id: [gh:someone]\nchpasswd:\n  users:\n    - {name: op, type: RANDOM}\n    - {name: deploy}\nusers:\n  - {name: svc, uid: 1500, homedir: /srv/svc}\n";
+    let p = parse_all("instance-id: r", user_data, None);
+    assert!(p.errors.is_empty() && p.unknown_keys.is_empty(), "{:?} {:?}", p.errors, p.unknown_keys);
+    let refused: Vec<String> = p.refused.iter().map(|r| format!("{}: {}", r.what, r.why)).collect();
+    for start in [
+        "user-data: ssh_import_id: keys are not fetched",
+        "user-data: chpasswd for op: RANDOM passwords",
+        "user-data: chpasswd for deploy: no password given",
+        "user-data: users svc uid: ",
+        "user-data: users svc homedir: ",
+    ] {
+        assert!(refused.iter().any(|r| r.starts_with(start)), "{start}: {refused:?}");
+    }
+    assert!(p.user.passwords.is_empty());
+}
+
+/// PyYAML keeps the last of repeated keys; so does the seed reader (two of cloud-init's
+/// own examples repeat a key).
+#[test]
+fn a_repeated_key_keeps_its_last_value() {
+    let user_data = "#cloud-config\nhostname: first\nwrite_files:\n  - path: /etc/a\n    content: one\n    content: two\nhostname: second\n";
+    let p = parse_all("instance-id: dup", user_data, None);
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    assert_eq!(p.user.hostname.as_deref(), Some("second"));
+    assert_eq!(p.user.files[0].content(), b"two");
+}
+
+/// The account databases change only through the account code; sudo's files only as sudo
+/// would read them.
+#[test]
+fn write_files_never_writes_the_account_databases_and_sudoers_only_as_sudo_reads_it() {
+    let user_data = r#"#cloud-config
+write_files:
+  - path: /etc/shadow
+    content: "root::1:0:99999:7:::"
+  - {path: /etc/passwd, content: "x"}
+  - {path: /etc/gshadow-, content: "x"}
+  - {path: /etc/subuid, content: "x", append: true}
+  - {path: /etc/shadowed, content: "not an account file"}
+  - {path: /etc/sudoers.d/10-ops, content: "op ALL=(ALL) NOPASSWD:ALL\n"}
+  - {path: /etc/sudoers.d/20-loose, content: "op ALL=(ALL) ALL\n", permissions: "0666"}
+  - {path: /etc/sudoers.d/30-theirs, content: "op ALL=(ALL) ALL\n", owner: "op:op"}
+  - {path: /etc/sudoers.d/90-lightwhale-nocloud, content: "op ALL=(ALL) ALL\n"}
+"#;
+    let p = parse_all("instance-id: i-acc", user_data, None);
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    let plan = plan_of(&p);
+    let refused: Vec<String> = plan.refused.iter().map(|r| format!("{}: {}", r.what, r.why)).collect();
+    for path in ["/etc/shadow", "/etc/passwd", "/etc/gshadow-", "/etc/subuid"] {
+        let line = refused.iter().find(|r| r.starts_with(&format!("write_files {path}:"))).expect(path);
+        assert!(line.contains("account database") && line.contains("chpasswd"), "{line}");
+    }
+    assert!(refused.iter().any(|r| r.starts_with("write_files /etc/sudoers.d/20-loose:") && r.contains("0440")));
+    assert!(refused
+        .iter()
+        .any(|r| r.starts_with("write_files /etc/sudoers.d/30-theirs:") && r.contains("owned by root")));
+    assert!(refused.iter().any(|r| r.starts_with("write_files /etc/sudoers.d/90-lightwhale-nocloud:")));
+    let written: Vec<(&str, u32)> = plan.files.iter().map(|f| (f.path.as_str(), f.mode)).collect();
+    assert_eq!(written, [("/etc/shadowed", 0o644), ("/etc/sudoers.d/10-ops", 0o440)]);
+    assert!(plan.accounts.is_none(), "nothing in this seed changes an account");
+}
+
+#[test]
+fn sudo_reads_the_main_file_and_its_include_directory_only() {
+    assert!(plan::is_sudoers("/etc/sudoers") && plan::is_sudoers("/etc/sudoers.d/x"));
+    assert!(
+        !plan::is_sudoers("/etc/sudoers.d/x/y")
+            && !plan::is_sudoers("/etc/sudoers.dx")
+            && !plan::is_sudoers("/etc/sudoers-")
+    );
+    assert!(plan::is_account_file("/etc/shadow-") && !plan::is_account_file("/etc/shadow.bak"));
+}
+
 mod on_disk {
     //! The plan carried out on a scratch root: owners, modes, symlinks refused.
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-    fn scratch(name: &str) -> std::path::PathBuf {
+    pub(super) fn scratch(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("lw-nocloud-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for d in ["etc/skel", "etc/ssh/sshd_config.d", "home/op", "var/www", "usr/bin"] {
@@ -551,6 +670,110 @@ mod on_disk {
         assert!(!dir.join("usr/bin/evil").exists() && !dir.join("usr/bin/target").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+mod seed_files_on_disk {
+    //! What the account and sudoers rules and the path check do on a real tree.
+    use super::on_disk::scratch;
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn file(path: &str, content: &str, mode: u32, append: bool) -> plan::FileWrite {
+        plan::FileWrite { path: path.into(), content: content.as_bytes().to_vec(), uid: 0, gid: 0, mode, append }
+    }
+
+    #[test]
+    #[ignore = "sets owners (root): run with `cargo xtask test --unit`"]
+    fn nothing_is_made_on_a_path_before_the_whole_of_it_is_allowed() {
+        let dir = scratch("made");
+        // As /var/run -> ../run: a link inside a writable directory to a place outside them.
+        std::os::unix::fs::symlink("../usr", dir.join("etc/usr-link")).unwrap();
+        std::os::unix::fs::symlink(dir.join("etc"), dir.join("home/etc-link")).unwrap();
+        let root = apply::Root { dir: &dir };
+        let plan = Plan {
+            files: vec![
+                file("/etc/usr-link/new/deeper/evil", "x", 0o644, false),
+                file("/home/etc-link/shadow", "root::1:0:::::", 0o644, false),
+            ],
+            ..Default::default()
+        };
+        let shadow_before = std::fs::read(dir.join("etc/shadow")).unwrap();
+        let errors = apply::apply(&plan, &root, &filesystems(), "/mnt/lightwhale-data");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("resolves to /usr/new/deeper/evil"), "{errors:?}");
+        assert!(!dir.join("usr/new").exists(), "no directory was made outside the writable directories");
+        assert!(errors[1].contains("resolves to /etc/shadow") && errors[1].contains("account database"), "{errors:?}");
+        assert_eq!(std::fs::read(dir.join("etc/shadow")).unwrap(), shadow_before);
+        assert_eq!(std::fs::metadata(dir.join("etc/shadow")).unwrap().mode() & 0o777, 0o640);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[ignore = "runs the host's visudo (package sudo, installed by `cargo xtask deps`): run with `cargo xtask test --unit`"]
+    fn a_sudoers_file_from_a_seed_is_written_only_if_visudo_accepts_it() {
+        let dir = scratch("sudoers");
+        std::fs::create_dir_all(dir.join("etc/sudoers.d")).unwrap();
+        let root = apply::Root { dir: &dir };
+        let good = "op ALL=(ALL) NOPASSWD:ALL\n";
+        let plan = Plan {
+            files: vec![
+                file("/etc/sudoers.d/10-ops", good, 0o440, false),
+                file("/etc/sudoers.d/20-broken", "op ALL=(ALL NOPASSWD ALL\n", 0o440, false),
+                file("/etc/sudoers.d/10-ops", "this is not sudoers\n", 0o440, true),
+            ],
+            ..Default::default()
+        };
+        let errors = apply::apply(&plan, &root, &filesystems(), "/mnt/lightwhale-data");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().all(|e| e.contains("visudo rejects it") && e.contains("nothing written")), "{errors:?}");
+        assert!(!dir.join("etc/sudoers.d/20-broken").exists());
+        let ops = dir.join("etc/sudoers.d/10-ops");
+        assert_eq!(std::fs::read_to_string(&ops).unwrap(), good, "a broken append leaves the file as it was");
+        let meta = std::fs::metadata(&ops).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o440, 0));
+        let leftovers: Vec<_> =
+            std::fs::read_dir(dir.join("etc/sudoers.d")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "no check file is left behind: {leftovers:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// The documented limits hold end to end: a user-data just under 512 KiB holding files of
+/// just under 160 KiB in all comes back whole from the sandboxed child, as the init reads it.
+#[test]
+fn a_seed_at_the_documented_limits_comes_back_whole_from_the_sandboxed_reader() {
+    use std::fmt::Write;
+    let dir = std::env::temp_dir().join(format!("lw-seed-limits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let line = "0123456789abcdef".repeat(4);
+    let block = |lines: usize| {
+        (0..lines).fold(String::new(), |mut s, _| {
+            let _ = writeln!(s, "      {line}");
+            s
+        })
+    };
+    // Two files, 159 KiB of content in all, one of them base64 (cloud-init's b64 encoding).
+    let plain = block(1400);
+    let binary = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![0xa5u8; 70 * 1024]);
+    let mut user = format!(
+        "#cloud-config\nwrite_files:\n  - path: /etc/big\n    content: |\n{plain}  - path: /var/www/blob\n    encoding: b64\n    content: {binary}\nssh_authorized_keys:\n"
+    );
+    let mut n = 0;
+    while user.len() < parse::MAX_USER_DATA - 200 {
+        let _ = writeln!(user, "  - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{n:032} key{n}@example");
+        n += 1;
+    }
+    assert!(user.len() <= parse::MAX_USER_DATA, "{}", user.len());
+    std::fs::write(dir.join("user-data"), &user).unwrap();
+    std::fs::write(dir.join("meta-data"), "instance-id: limits\n").unwrap();
+    let p = read_sandboxed(&dir, &crate::sandbox::Sandbox::default()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    let sizes: Vec<usize> = p.user.files.iter().map(|f| f.content().len()).collect();
+    assert_eq!(sizes, [plain.len() - 6 * 1400, 70 * 1024]);
+    assert!(sizes.iter().sum::<usize>() <= parse::MAX_FILES_TOTAL && sizes.iter().sum::<usize>() > 150 * 1024);
+    assert_eq!(p.user.op_keys.len(), n, "every key arrives");
 }
 
 mod properties {

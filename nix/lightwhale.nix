@@ -11,7 +11,7 @@ let
 
   # The workspace without the Nix files, docs and CI: editing the README or docs/ rebuilds nothing.
   root = toString ../.;
-  kept = [ "Cargo.toml" "Cargo.lock" "rustfmt.toml" ".cargo" "init" "image" "tools" "compose-apps" "xtask" "vm-tests" "tests" "modules" ];
+  kept = [ "Cargo.toml" "Cargo.lock" "rustfmt.toml" ".cargo" "types" "nocloud" "init" "image" "tools" "compose-apps" "xtask" "vm-tests" "tests" "modules" ];
   src = builtins.path {
     name = "lightwhale-source";
     path = ../.;

@@ -4,7 +4,7 @@
 use crate::cpio;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Step;
-use lightwhale_init::kmod::DepTable;
+use lightwhale_types::kmod::DepTable;
 use std::path::{Path, PathBuf};
 
 const STEP: &str = "initramfs";

@@ -30,21 +30,22 @@ pub fn module_files(tree: &Path, modules: &[Module], path: BuildPath) -> Result<
         for d in dirs.iter().filter(|d| d.is_dir()) {
             crate::tree::copy_tree(d, tree)?;
         }
-        let dst = tree.join(lightwhale_init::config::CONFIG_DIR.trim_start_matches('/')).join(&m.name);
+        let dst = tree.join(lightwhale_types::constants::CONFIG_DIR.trim_start_matches('/')).join(&m.name);
         if m.init_ron().is_file() {
             std::fs::create_dir_all(&dst).ctx(STEP, &dst)?;
             std::fs::copy(m.init_ron(), dst.join("init.ron")).ctx(STEP, &dst)?;
         }
         // The module's seccomp profiles go next to its init.ron, where the init looks.
-        let profiles = m.dir.join(lightwhale_init::config::SECCOMP_DIR);
+        let profiles = m.dir.join(lightwhale_types::constants::SECCOMP_DIR);
         if profiles.is_dir() {
-            let into = dst.join(lightwhale_init::config::SECCOMP_DIR);
+            let into = dst.join(lightwhale_types::constants::SECCOMP_DIR);
             std::fs::create_dir_all(&into).ctx(STEP, &into)?;
-            crate::tree::copy_tree(&profiles, &dst.join(lightwhale_init::config::SECCOMP_DIR))?;
+            crate::tree::copy_tree(&profiles, &dst.join(lightwhale_types::constants::SECCOMP_DIR))?;
         }
     }
-    let cfg = lightwhale_init::config::load(&tree.join(lightwhale_init::config::CONFIG_DIR.trim_start_matches('/')))
-        .map_err(|e| Error::Step { step: STEP, message: e.to_string() })?;
+    let cfg =
+        lightwhale_types::config::load(&tree.join(lightwhale_types::constants::CONFIG_DIR.trim_start_matches('/')))
+            .map_err(|e| Error::Step { step: STEP, message: e.to_string() })?;
     let fs = &cfg.filesystems;
     for d in fs
         .persisted
@@ -52,7 +53,7 @@ pub fn module_files(tree: &Path, modules: &[Module], path: BuildPath) -> Result<
         .chain(&fs.volatile)
         .chain(&fs.tmpfs)
         .map(String::as_str)
-        .chain([lightwhale_init::persist::MOUNT_POINT])
+        .chain([lightwhale_types::constants::DATA_MOUNT_POINT])
     {
         let p = tree.join(d.trim_start_matches('/'));
         std::fs::create_dir_all(&p).ctx(STEP, &p)?;
@@ -94,7 +95,7 @@ pub fn release_text(version: &str, build_id: &str, epoch: u64, origin: (&str, &s
 /// /etc/lightwhale-release to it, and makes it the system's os-release (what `docker info`
 /// and the console's login prompt name), replacing Debian's.
 pub fn write_release(tree: &Path, text: &str) -> Result<()> {
-    use lightwhale_init::release::{ETC_LINK, PATH};
+    use lightwhale_types::release::{ETC_LINK, PATH};
     write(tree, PATH.trim_start_matches('/'), text)?;
     write(tree, "usr/lib/os-release", text)?;
     for (link, target) in [(ETC_LINK, PATH), ("/etc/os-release", "/usr/lib/os-release")] {
@@ -148,7 +149,7 @@ mod tests {
         let t = release_text("0.1.0", "abc", 5, ("DEBIAN_SUITE", "trixie"));
         assert!(t.starts_with("PRETTY_NAME=\"Lightwhale 0.1.0\"\nNAME=Lightwhale\n"), "{t}");
         assert!(t.contains("\nBUILD_ID=abc\nBUILD_DATE=5\nDEBIAN_SUITE=trixie\n"), "{t}");
-        let r = lightwhale_init::release::parse(&t);
+        let r = lightwhale_types::release::parse(&t);
         assert_eq!((r.version.as_str(), r.build_id.as_str(), r.build_date), ("0.1.0", "abc", 5));
     }
 }

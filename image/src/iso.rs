@@ -21,8 +21,8 @@ use std::process::Command;
 pub const RECIPE: &str = include_str!("iso.rs");
 
 const STEP: &str = "iso";
-pub const VOLUME_ID: &str = lightwhale_init::persist::header::IMAGE_VOLUME_ID;
-pub const CMDLINE: &str = lightwhale_init::cmdline::KERNEL_CMDLINE;
+pub const VOLUME_ID: &str = lightwhale_types::constants::IMAGE_VOLUME_ID;
+pub const CMDLINE: &str = lightwhale_types::cmdline::KERNEL_CMDLINE;
 
 /// The boot loader files, from the host (Debian's packages) or from nixpkgs.
 #[derive(Debug, Clone)]

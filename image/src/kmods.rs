@@ -2,7 +2,7 @@
 //! kept module depends on), decompress the rest, and index it with depmod.
 
 use crate::error::{Error, IoContext, Result};
-use lightwhale_init::kmod::DepTable;
+use lightwhale_types::kmod::DepTable;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,7 +27,7 @@ pub fn is_dropped(drop: &[String], rel: &str) -> bool {
 pub fn missing_required(deps: &DepTable, kept: &HashSet<String>, drop: &[String], require: &[String]) -> Vec<String> {
     require
         .iter()
-        .filter(|r| !deps.is_builtin(r) && !kept.contains(&lightwhale_init::kmod::normalize(r)))
+        .filter(|r| !deps.is_builtin(r) && !kept.contains(&lightwhale_types::kmod::normalize(r)))
         .map(|r| match deps.path(r) {
             None => format!("{r} (not in this kernel)"),
             Some(p) => {

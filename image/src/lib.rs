@@ -32,7 +32,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of a file, in hex.
 pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    lightwhale_init::image::sha256_hex(&mut std::fs::File::open(path)?)
+    lightwhale_types::image::sha256_hex(&mut std::fs::File::open(path)?)
 }
 
 /// Whether this process runs as root (then it sets owners itself; a Nix builder cannot,

@@ -96,14 +96,14 @@ pub fn rootfs_img(squashfs: &Path, out: &Path, epoch: u64) -> Result<PathBuf> {
     let step = Step::start("rootfs.img: checksum and cpio wrapper");
     let sha = crate::sha256_file(squashfs).ctx(STEP, squashfs)?;
     let data = std::fs::read(squashfs).ctx(STEP, squashfs)?;
-    let chunks = lightwhale_init::image::chunk_list(&data, lightwhale_init::image::CHUNK_SIZE);
+    let chunks = lightwhale_types::image::chunk_list(&data, lightwhale_types::image::CHUNK_SIZE);
     drop(data);
     let file = std::fs::File::create(out).ctx(STEP, out)?;
     let mut w = cpio::Writer::new(std::io::BufWriter::new(file), epoch as u32);
     let size = std::fs::metadata(squashfs).ctx(STEP, squashfs)?.len();
     let mut src = std::fs::File::open(squashfs).ctx(STEP, squashfs)?;
     // The paths where the init looks for them, relative to the initramfs root.
-    use lightwhale_init::image::{SQUASHFS, SQUASHFS_CHUNKS, SQUASHFS_SHA256};
+    use lightwhale_types::image::{SQUASHFS, SQUASHFS_CHUNKS, SQUASHFS_SHA256};
     let rel = |p: &'static str| p.trim_start_matches('/');
     let dir = Path::new(rel(SQUASHFS)).parent().and_then(Path::to_str).unwrap_or("lightwhale");
     let name = Path::new(SQUASHFS).file_name().and_then(|n| n.to_str()).unwrap_or("rootfs.squashfs");

@@ -105,7 +105,7 @@ pub fn strip_setuid(root: &Path, keep: &[String]) -> Result<Vec<PathBuf>> {
 /// Mount points at or below `dir`, deepest first.
 pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    lightwhale_init::mountinfo::mounts_below(&info, dir)
+    lightwhale_types::mountinfo::mounts_below(&info, dir)
 }
 
 /// Lazily unmounts everything at or below `dir` (a failed mmdebstrap can leave its bind

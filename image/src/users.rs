@@ -4,12 +4,12 @@
 //! accounts already and only the users are added (exactly as `useradd` and `usermod` did);
 //! on Nix there are no files yet and everything starts from Debian's base accounts.
 //!
-//! The editing is pure (`lightwhale_init::accounts::Accounts` over the files' text, shared
+//! The editing is pure (`lightwhale_types::accounts::Accounts` over the files' text, shared
 //! with the init's NoCloud provisioning); `apply` is the thin file layer.
 
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Group, SystemUser, User};
-use lightwhale_init::accounts::{self, Accounts, AccountsError, Home};
+use lightwhale_types::accounts::{self, Accounts, AccountsError, Home};
 use std::path::Path;
 
 /// This file's own text: part of the staleness key of the build step that runs it.

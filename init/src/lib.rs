@@ -1,30 +1,30 @@
 //! Lightwhale's init. `main.rs` runs it as PID 1; the library exposes the pure parts
 //! (and the device I/O the host tests drive on loop devices).
 
-pub mod accounts;
+pub use lightwhale_types::accounts;
 pub mod clock;
-pub mod cmdline;
+pub use lightwhale_types::cmdline;
 pub mod coldplug;
 pub mod command;
 pub mod config;
-pub mod facts;
+pub use lightwhale_types::facts;
 pub mod hostname;
 pub mod http_probe;
-pub mod image;
+pub use lightwhale_types::image;
 pub mod input;
 pub mod kmod;
 pub mod layout;
 pub mod logger;
 pub mod logs;
 pub mod loopdev;
-pub mod mountinfo;
+pub use lightwhale_types::mountinfo;
 pub mod mounts;
 pub mod net;
 pub mod nocloud;
 pub mod password;
 pub mod persist;
 pub mod power;
-pub mod release;
+pub use lightwhale_types::release;
 pub mod sandbox;
 pub mod seccomp;
 pub mod service_dirs;

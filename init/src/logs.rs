@@ -9,26 +9,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub const LOG_DIR: &str = "/var/log";
-/// The init's own log (every line it also prints on the console).
-pub const INIT_LOG: &str = "init";
-/// Where the previous boot's logs are, when there is a persistence disk.
-pub const PREVIOUS_DIR: &str = "/var/log/previous";
-/// Per file; with one rotation a log takes at most twice this.
-pub const CAP_BYTES: u64 = 1 << 20;
+pub use lightwhale_types::logs::*;
+
 /// Below the persistence mount point: this boot's logs, and the previous boot's.
 const ON_DISK: &str = "logs";
-
-/// The log file of `name` (`dockerd`, or `init`).
-pub fn path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.log"))
-}
-
-/// Pure: whether writing `incoming` bytes to a file of `size` goes over `cap` (then the
-/// file is rotated first; a single write larger than the cap still goes in whole).
-pub fn should_rotate(size: u64, incoming: u64, cap: u64) -> bool {
-    size > 0 && size + incoming > cap
-}
 
 /// An append-only log file with a size cap and one rotation.
 pub struct LogFile {
@@ -152,13 +136,6 @@ pub fn prepare(data: &Path, on_disk: bool) -> std::io::Result<Place> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rotation_rule() {
-        assert!(!should_rotate(0, 10, 5), "an empty file takes a big write whole");
-        assert!(!should_rotate(3, 2, 5));
-        assert!(should_rotate(4, 2, 5));
-    }
 
     #[test]
     fn service_output_reaches_its_log() {

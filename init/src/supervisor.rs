@@ -39,10 +39,12 @@ pub fn request_for(sig: Signal) -> Option<PowerRequest> {
 /// Sent to PID 1 after a service's `only_if_exists` file was created or removed (by
 /// `setup-wifi`, for instance): the supervisor starts or stops such services at once.
 pub const RECHECK_SIGNAL: Signal = Signal::SIGHUP;
+pub use lightwhale_types::service::backoff;
 
-/// Restart delay after `failures` quick exits in a row: 1 s, 2 s, 4 s ... up to 60 s.
-pub fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
+/// The signal that asks `svc` to stop. Every name a module may write is a signal here
+/// (config's test of the shared table), so the fallback is never taken.
+fn stop_signal(svc: &Service) -> Signal {
+    Signal::try_from(svc.stop_signal).unwrap_or(Signal::SIGTERM)
 }
 
 /// How often the default-password notices are checked against /etc/shadow.
@@ -526,7 +528,7 @@ impl Supervisor {
             };
             let name = self.units[i].svc.name.clone();
             let timeout = Duration::from_secs(self.units[i].svc.stop_timeout_secs);
-            let sig = self.units[i].svc.stop_signal;
+            let sig = stop_signal(&self.units[i].svc);
             let start = Instant::now();
             log::info!("shutdown: stopping {name}");
             let _ = kill(pid, sig);
@@ -588,7 +590,7 @@ impl Supervisor {
                     log::info!("service {}: no longer configured ({path} is gone), stopping", unit.svc.name);
                     unit.state = match unit.state {
                         State::Running { pid, .. } | State::Setup { pid, .. } => {
-                            let _ = kill(pid, unit.svc.stop_signal);
+                            let _ = kill(pid, stop_signal(&unit.svc));
                             State::Stopping { pid, kill_at: now + Duration::from_secs(unit.svc.stop_timeout_secs) }
                         }
                         _ => State::Disabled,
@@ -868,18 +870,9 @@ mod tests {
         assert_eq!(change_for(false, &State::Stopping { pid, kill_at: now }), Change::Keep);
         assert_eq!(change_for(false, &State::Disabled), Change::Keep);
         assert_eq!(change_for(true, &State::Done), Change::Keep);
-        assert_eq!(RECHECK_SIGNAL, Signal::SIGHUP);
+        assert_eq!(RECHECK_SIGNAL as i32, lightwhale_types::constants::RECHECK_SIGNAL);
         assert_eq!(request_for(RECHECK_SIGNAL), None, "the re-check signal must not power anything off");
         // The stopped service's exit is recognised as such.
         assert_eq!(on_exit(State::Stopping { pid, kill_at: now }, pid, false, now), Exit::Stopped);
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(1), Duration::from_secs(2));
-        assert_eq!(backoff(5), Duration::from_secs(32));
-        assert_eq!(backoff(6), Duration::from_secs(60));
-        assert_eq!(backoff(100), Duration::from_secs(60));
     }
 }

@@ -10,14 +10,14 @@ use crate::{coldplug, command, kmod, layout, logger, sandbox, stage1};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const VOLATILE_BASE: &str = "/run/lightwhale/volatile";
+use lightwhale_types::constants::VOLATILE_DIR as VOLATILE_BASE;
 const MKE2FS: &str = "/usr/sbin/mke2fs";
 const E2FSCK: &str = "/usr/sbin/e2fsck";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
     #[error("reading the init configuration: {0}")]
-    Config(#[from] config::ConfigError),
+    Config(#[from] config::LoadError),
     #[error("kernel modules: {0}")]
     Modules(#[from] kmod::ModuleError),
     #[error("{0}")]

@@ -1,7 +1,7 @@
 //! `lightwhale logs [SERVICE] [--previous]`: a service's output, or the init's own log
 //! (the boot, services starting and stopping, shutdown), of this boot or the one before.
 
-use lightwhale_init::logs::{self, INIT_LOG, LOG_DIR, PREVIOUS_DIR};
+use lightwhale_types::logs::{self, INIT_LOG, LOG_DIR, PREVIOUS_DIR};
 use std::path::{Path, PathBuf};
 
 /// Pure: the names of the logs in a directory listing (`dockerd.log`, `dockerd.log.1`

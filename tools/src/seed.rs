@@ -2,9 +2,9 @@
 //! code, against this machine (a Lightwhale machine's accounts, init configuration and
 //! NICs) or, on another host, against a fresh Lightwhale image's. Nothing is written.
 
-use lightwhale_init::accounts::Accounts;
-use lightwhale_init::config::{self, Filesystems};
-use lightwhale_init::nocloud::{self, apply, plan, Check};
+use lightwhale_nocloud::{self as nocloud, apply, plan, Check};
+use lightwhale_types::accounts::Accounts;
+use lightwhale_types::config::{self, Filesystems};
 use std::path::Path;
 
 /// The base module's configuration as the image carries it (for hosts that are not
@@ -41,7 +41,7 @@ impl Machine {
         let nics = nocloud::nics(Path::new("/sys/class/net"));
         let names = nics.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ");
         let config_dir = Path::new(config::CONFIG_DIR);
-        if let (true, Ok(cfg)) = (Path::new(lightwhale_init::release::PATH).is_file(), config::load(config_dir)) {
+        if let (true, Ok(cfg)) = (Path::new(lightwhale_types::release::PATH).is_file(), config::load(config_dir)) {
             return Machine {
                 accounts: apply::read_accounts(&apply::Root { dir: Path::new("/") }),
                 filesystems: cfg.filesystems,
@@ -72,7 +72,7 @@ pub fn check(dir: &Path, m: &Machine) -> Check {
         &plan::Env {
             accounts: &m.accounts,
             filesystems: &m.filesystems,
-            data_root: lightwhale_init::persist::MOUNT_POINT,
+            data_root: lightwhale_types::constants::DATA_MOUNT_POINT,
             hosts: &m.hosts,
             dhcpcd: &m.dhcpcd,
             nics: &m.nics,

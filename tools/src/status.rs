@@ -3,7 +3,7 @@
 //! time sync). Nothing here needs root. `--json` prints the `Status` struct: its field
 //! names are the documented, stable shape (docs/operations.md, "lightwhale status").
 
-use lightwhale_init::facts::{self, Persistence};
+use lightwhale_types::facts::{self, Persistence};
 use serde::Serialize;
 use std::process::Command;
 
@@ -129,8 +129,8 @@ pub fn warnings(s: &Status, default_password: bool) -> Vec<String> {
     if default_password {
         w.push(format!(
             "{}: anyone can log in; change it with `{}`",
-            lightwhale_init::password::WARNING,
-            lightwhale_init::password::CHANGE_COMMAND
+            lightwhale_types::password::WARNING,
+            lightwhale_types::password::CHANGE_COMMAND
         ));
     }
     match s.persistence.as_ref().map(|p| &p.fact) {
@@ -235,14 +235,14 @@ pub fn asks_chronyd(services: &[ServiceStatus]) -> bool {
 
 /// Everything, read now.
 pub fn gather() -> Status {
-    let release = lightwhale_init::release::current();
-    let mount_point = lightwhale_init::persist::MOUNT_POINT;
+    let release = lightwhale_types::release::current();
+    let mount_point = lightwhale_types::constants::DATA_MOUNT_POINT;
     let persistence = facts::read::<Persistence>(facts::PERSISTENCE).map(|fact| {
         let (size_bytes, free_bytes) = statvfs(mount_point).unwrap_or((0, 0));
         PersistenceStatus { fact, size_bytes, free_bytes }
     });
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let overlays = lightwhale_init::mountinfo::mounts(&mountinfo)
+    let overlays = lightwhale_types::mountinfo::mounts(&mountinfo)
         .into_iter()
         .filter(|m| m.fstype == "overlay")
         .map(|m| Overlay {
@@ -285,7 +285,7 @@ pub fn gather() -> Status {
         secure_boot,
         warnings: Vec::new(),
     };
-    s.warnings = warnings(&s, lightwhale_init::password::default_notice_shown());
+    s.warnings = warnings(&s, lightwhale_types::password::default_notice_shown());
     s
 }
 
@@ -319,7 +319,7 @@ pub fn render_motd(s: &Status) -> String {
     ));
     // The default password has its own, louder notice right above (the init's, in
     // /run/motd.d): not twice.
-    for w in s.warnings.iter().filter(|w| !w.starts_with(lightwhale_init::password::WARNING)) {
+    for w in s.warnings.iter().filter(|w| !w.starts_with(lightwhale_types::password::WARNING)) {
         o.push_str(&format!("  ! {w}\n"));
     }
     o.push_str("More: lightwhale status\n");
@@ -340,7 +340,7 @@ pub fn render(s: &Status) -> String {
             "{} (build {}, {})",
             s.version,
             s.build_id,
-            lightwhale_init::clock::utc(s.build_date).split(' ').next().unwrap_or("")
+            lightwhale_types::clock::utc(s.build_date).split(' ').next().unwrap_or("")
         ),
     );
     line("Host name", s.hostname.clone());

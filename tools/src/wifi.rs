@@ -173,7 +173,7 @@ pub fn plan(present: &[String], running: &BTreeSet<String>, blocked: &BTreeSet<S
 /// Pure: restart delay after `failures` quick exits of one interface's wpa_supplicant
 /// (the init's backoff: 1 s, 2 s, 4 s ... 60 s).
 pub fn restart_delay(failures: u32) -> std::time::Duration {
-    lightwhale_init::supervisor::backoff(failures)
+    lightwhale_types::service::backoff(failures)
 }
 
 /// What identifies a version of the configuration file: a change means "reload".
@@ -306,7 +306,7 @@ mod tests {
     fn the_wifi_service_runs_only_while_the_configuration_exists() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules/wifi/init.ron");
         let text = std::fs::read_to_string(&path).unwrap();
-        let cfg = lightwhale_init::config::parse_module(&text, &path).unwrap();
+        let cfg = lightwhale_types::config::parse_module(&text, &path).unwrap();
         let svc = cfg.services.iter().find(|s| s.name == "wifi").expect("wifi service");
         assert_eq!(svc.only_if_exists.as_deref(), Some(CONFIG));
         assert_eq!(svc.exec[0], "/usr/bin/lightwhale-wifi");

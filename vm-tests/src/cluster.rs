@@ -219,7 +219,7 @@ mod tests {
     /// refused or unknown, and one static address for the segment NIC only.
     #[test]
     fn the_init_reads_each_seed_as_meant() {
-        use lightwhale_init::nocloud::{network, parse};
+        use lightwhale_nocloud::{network, parse};
         for n in nodes(3).unwrap() {
             let mut salt = || "salt".to_string();
             let (meta, user, net) = (n.meta_data(), n.user_data(), n.network_config());

@@ -182,5 +182,5 @@ pub fn magic_disk(path: &Path, bytes: u64) -> Result<(), VmError> {
 
 pub fn sha256_of(path: &Path) -> Result<String, VmError> {
     let mut f = std::fs::File::open(path).map_err(|e| host_err("hashing", e))?;
-    lightwhale_init::image::sha256_hex(&mut f).map_err(|e| host_err("hashing", e))
+    lightwhale_types::image::sha256_hex(&mut f).map_err(|e| host_err("hashing", e))
 }

@@ -99,7 +99,7 @@ pub fn retry<T>(
 }
 
 /// Kernel command line of the ISO's default entry, for direct-kernel boots.
-pub const CMDLINE: &str = lightwhale_init::cmdline::KERNEL_CMDLINE;
+pub const CMDLINE: &str = lightwhale_types::cmdline::KERNEL_CMDLINE;
 
 impl Artifacts {
     /// The artefacts a `cargo xtask iso` left in `out` (this tree's out/, or another

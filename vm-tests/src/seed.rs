@@ -109,14 +109,14 @@ mod tests {
         write_dir(&src, "instance-id: t\n", "#cloud-config\nhostname: t\n", None).unwrap();
         let head = |p: &Path| {
             let mut b = std::fs::read(p).unwrap();
-            b.truncate(36 * 1024);
+            b.truncate(PROBE_LEN);
             b
         };
-        use lightwhale_init::nocloud::seed::{detect, SeedFs};
+        use lightwhale_init::persist::header::{seed_kind, SeedFs, PROBE_LEN};
         iso(&src, &d.join("seed.iso")).unwrap();
-        assert_eq!(detect(&head(&d.join("seed.iso"))), Some(SeedFs::Iso9660));
+        assert_eq!(seed_kind(&head(&d.join("seed.iso"))), Some(SeedFs::Iso9660));
         vfat(&src, &d.join("seed.img")).unwrap();
-        assert_eq!(detect(&head(&d.join("seed.img"))), Some(SeedFs::Vfat));
+        assert_eq!(seed_kind(&head(&d.join("seed.img"))), Some(SeedFs::Vfat));
         let listing = Command::new("mdir").args(["-b", "-i"]).arg(d.join("seed.img")).output().unwrap();
         assert!(String::from_utf8_lossy(&listing.stdout).contains("user-data"));
         std::fs::remove_dir_all(&d).unwrap();

@@ -3,14 +3,9 @@
 //! `network-config`. Found by the persistence scan, mounted read-only, parsed in a
 //! sandboxed child, and applied by PID 1 once per instance-id, before any service starts.
 //!
-//! `seed`, `schema`, `parse`, `network` and `plan` are pure; `apply` and this file do the
-//! mounting and writing.
+//! What a seed says and does is `lightwhale_nocloud`'s; this module finds the seed (`seed`),
+//! mounts it, has the sandboxed child read it, and applies it once per instance-id.
 
-pub mod apply;
-pub mod network;
-pub mod parse;
-pub mod plan;
-pub mod schema;
 pub mod seed;
 
 #[cfg(test)]
@@ -20,74 +15,21 @@ use crate::cmdline::Options;
 use crate::config::InitConfig;
 use crate::persist::DeviceReport;
 use crate::{kmod, logger, sandbox};
+use lightwhale_nocloud::{apply, nics, parse, plan, should_apply, SeedInfo, Status, MARKER, SEED_ANSWER_LIMIT};
 use nix::mount::{umount2, MntFlags, MsFlags};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
-/// The distribution's default user, cloud-init's `default` and the owner of top-level
-/// `ssh_authorized_keys` and `password`.
-pub const DEFAULT_USER: &str = "op";
-/// Where the seed is mounted while the child reads it.
-pub const SEED_DIR: &str = "/run/lightwhale/seed";
 /// What happened, for `lightwhale status` (JSON, see `Status`).
-pub const STATUS_FILE: &str = "/run/lightwhale/nocloud.json";
-/// The instance-id applied last, in the persisted /etc: a seed is applied once per
-/// instance-id (on RAM-only boots /etc starts empty, so at every boot).
-pub const MARKER: &str = "/etc/lightwhale/nocloud/instance-id";
-
-/// Something in the seed that Lightwhale will not do, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refused {
-    pub what: String,
-    pub why: String,
-}
-
-impl Refused {
-    pub fn new(what: &str, why: &str) -> Refused {
-        Refused { what: what.into(), why: why.into() }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeedInfo {
-    pub device: String,
-    pub filesystem: String,
-}
-
-/// The facts of this boot's provisioning, written to STATUS_FILE as JSON:
-/// `{"seed": {"device": "sr1", "filesystem": "iso9660"} | null, "instance_id": "..." | null,
-///   "applied": bool, "skipped": "why not applied" | null, "done": ["hostname web1", ...],
-///   "unknown_keys": ["user-data: runcmd", ...], "refused": [{"what": ..., "why": ...}],
-///   "errors": ["user-data line 3 column 1: ...", ...]}`
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    pub seed: Option<SeedInfo>,
-    pub instance_id: Option<String>,
-    pub applied: bool,
-    pub skipped: Option<String>,
-    pub done: Vec<String>,
-    pub unknown_keys: Vec<String>,
-    pub refused: Vec<Refused>,
-    pub errors: Vec<String>,
-}
-
-/// Pure: apply unless the persisted marker names this very instance.
-pub fn should_apply(marker: Option<&str>, instance_id: &str) -> bool {
-    marker.map(str::trim) != Some(instance_id)
-}
+pub use lightwhale_types::constants::NOCLOUD_FACTS as STATUS_FILE;
+/// Where the seed is mounted while the child reads it.
+pub use lightwhale_types::constants::SEED_DIR;
 
 /// Finds, reads and applies the seed; never fails the boot. Writes STATUS_FILE.
 pub fn provision(opts: &Options, reports: &[DeviceReport], config: &InitConfig, loader: &kmod::Loader) -> Status {
     let status = run(opts, reports, config, loader);
-    let _ = std::fs::create_dir_all("/run/lightwhale");
-    match serde_json::to_string_pretty(&status) {
-        Ok(json) => {
-            if let Err(e) = std::fs::write(STATUS_FILE, json + "\n") {
-                log::warn!("nocloud: writing {STATUS_FILE}: {e}");
-            }
-        }
-        Err(e) => log::warn!("nocloud: {e}"),
+    if let Err(e) = crate::facts::write(STATUS_FILE, &status) {
+        log::warn!("nocloud: writing {STATUS_FILE}: {e}");
     }
     status
 }
@@ -218,11 +160,6 @@ fn read(device: &str, fs: seed::SeedFs, loader: &kmod::Loader) -> Result<parse::
     parsed
 }
 
-/// The most a seed parser's answer may hold: what it read (at most the documented limits
-/// of meta-data, user-data and network-config) four times over, room for base64'd file
-/// contents (4/3), RON's escapes and the crypt hashes that replace plain passwords.
-pub const SEED_ANSWER_LIMIT: usize = 4 * (parse::MAX_USER_DATA + 2 * parse::SMALL_FILE);
-
 /// Reads and parses the seed in `dir` in a child restricted by `sandbox`.
 pub fn read_sandboxed(dir: &Path, sandbox: &sandbox::Sandbox) -> Result<parse::Parsed, sandbox::SandboxError> {
     sandbox::run_bounded("seed parser", sandbox, Duration::from_secs(30), SEED_ANSWER_LIMIT, || {
@@ -231,44 +168,6 @@ pub fn read_sandboxed(dir: &Path, sandbox: &sandbox::Sandbox) -> Result<parse::P
 }
 
 /// What the boot would make of a seed: the parser's and the plan's findings together.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Check {
-    pub instance_id: String,
-    pub done: Vec<String>,
-    pub unknown_keys: Vec<String>,
-    pub refused: Vec<Refused>,
-    pub errors: Vec<String>,
-}
-
-/// Reads the seed in `dir` with the boot's own parser and plans it against `env` as the
-/// boot would, writing nothing (`lightwhale seed check`).
-pub fn check(dir: &Path, env: &plan::Env) -> Check {
-    let parsed = parse::read_seed(dir, &mut parse::random_salt);
-    let plan = plan::plan(&parsed, env);
-    let mut refused = parsed.refused.clone();
-    refused.extend(plan.refused);
-    let mut errors = parsed.errors.clone();
-    errors.extend(plan.errors);
-    Check { instance_id: parsed.instance_id, done: plan.done, unknown_keys: parsed.unknown_keys, refused, errors }
-}
-
-/// The network interfaces with a MAC address, for network-config's `match:`.
-pub fn nics(sys_class_net: &Path) -> Vec<network::Nic> {
-    let mut v: Vec<network::Nic> = std::fs::read_dir(sys_class_net)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let mac = std::fs::read_to_string(e.path().join("address")).ok()?.trim().to_ascii_lowercase();
-                    (name != "lo" && !mac.is_empty()).then_some(network::Nic { name, mac })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort_by(|a, b| a.name.cmp(&b.name));
-    v
-}
-
 fn days_since_epoch() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0)
 }

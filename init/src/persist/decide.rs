@@ -8,7 +8,7 @@ use super::ext4::Superblock;
 use super::header::ImageKind;
 use crate::cmdline::PersistenceMode;
 
-pub const LABEL: &str = "lightwhale-data";
+pub use lightwhale_types::constants::DATA_LABEL as LABEL;
 /// Smaller devices are refused: Docker images alone outgrow them at once.
 pub const MIN_CLAIM_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -27,7 +27,7 @@ pub struct DeviceReport {
     pub ext4: Option<Superblock>,
     /// A cloud-init NoCloud seed (a filesystem labelled `cidata`): never claimed.
     #[serde(default)]
-    pub seed: Option<crate::nocloud::seed::SeedFs>,
+    pub seed: Option<crate::persist::header::SeedFs>,
 }
 
 impl DeviceReport {
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_seed_is_never_claimed_even_with_the_magic_header() {
-        use crate::nocloud::seed::SeedFs;
+        use crate::persist::header::SeedFs;
         let seed = DeviceReport { seed: Some(SeedFs::Vfat), ..magic("vdb", GIB) };
         let d = decide(PersistenceMode::Auto, &[seed]);
         assert_eq!(d.plan, Plan::Tmpfs);

@@ -1,8 +1,8 @@
-//! The magic header that asks Lightwhale to claim a disk, and the image signature that
-//! forbids it. Pure functions over the first bytes of a device.
+//! What a device's first bytes say: the magic header that asks Lightwhale to claim it, the
+//! image signature that forbids it, and a NoCloud seed's label (never claimed either). Pure.
 
 /// What the user writes to byte 0 of a whole disk to have it claimed.
-pub const MAGIC: &[u8] = b"lightwhale-please-format-me";
+pub use lightwhale_types::constants::MAGIC;
 
 /// How many bytes from the start of a device the checks need (covers the ISO 9660
 /// volume descriptor at 32 KiB).
@@ -12,7 +12,7 @@ pub const PROBE_LEN: usize = 36 * 1024;
 const ISO9660_ID_OFFSET: usize = 32769;
 /// Volume id (padded to 32 bytes) at offset 40 of the primary volume descriptor.
 const ISO9660_VOLID_OFFSET: usize = 32768 + 40;
-pub const IMAGE_VOLUME_ID: &str = "LIGHTWHALE";
+pub use lightwhale_types::constants::IMAGE_VOLUME_ID;
 
 /// True when `head` (the first bytes of a device) begins with the magic header.
 /// A trailing newline (from `echo`) or anything else after the magic is irrelevant.
@@ -49,6 +49,54 @@ pub fn image_kind(head: &[u8]) -> ImageKind {
         .map(|b| String::from_utf8_lossy(b).trim_end_matches([' ', '\0']).to_string())
         .unwrap_or_default();
     ImageKind::Iso9660 { volume_id }
+}
+
+/// The volume label cloud-init's NoCloud datasource looks for (any case).
+pub const SEED_LABEL: &str = "cidata";
+
+/// The filesystem a seed was found on, which is also the type to mount it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SeedFs {
+    Iso9660,
+    Vfat,
+}
+
+impl SeedFs {
+    pub fn fstype(self) -> &'static str {
+        match self {
+            SeedFs::Iso9660 => "iso9660",
+            SeedFs::Vfat => "vfat",
+        }
+    }
+}
+
+/// The volume label of a FAT12/16/32 filesystem, from its boot sector. Only fields after
+/// byte 36 are read: a magic header written over byte 0 (27 bytes, plus `echo`'s newline)
+/// must not hide a seed, or the seed could be claimed as persistence.
+pub fn vfat_label(head: &[u8]) -> Option<String> {
+    if head.get(510..512)? != [0x55, 0xAA] {
+        return None;
+    }
+    let ext_sig = |at: usize| matches!(head.get(at), Some(0x28 | 0x29));
+    // FAT12/16: extended boot record at 36, label at 43, type at 54; FAT32: at 64, 71, 82.
+    let label_at = if ext_sig(38) && head.get(54..57) == Some(b"FAT") {
+        43
+    } else if ext_sig(66) && head.get(82..87) == Some(b"FAT32") {
+        71
+    } else {
+        return None;
+    };
+    let raw = head.get(label_at..label_at + 11)?;
+    let label = String::from_utf8_lossy(raw).trim_end_matches([' ', '\0']).to_string();
+    (!label.is_empty() && label != "NO NAME").then_some(label)
+}
+
+/// The kind of seed a device's first bytes show, if its label is `cidata`.
+pub fn seed_kind(head: &[u8]) -> Option<SeedFs> {
+    if let ImageKind::Iso9660 { volume_id } = image_kind(head) {
+        return volume_id.eq_ignore_ascii_case(SEED_LABEL).then_some(SeedFs::Iso9660);
+    }
+    vfat_label(head).filter(|l| l.eq_ignore_ascii_case(SEED_LABEL)).map(|_| SeedFs::Vfat)
 }
 
 #[cfg(test)]
@@ -100,5 +148,59 @@ mod tests {
         let mut head = iso_head("X");
         head.truncate(32771);
         assert_eq!(image_kind(&head), ImageKind::NotAnImage);
+    }
+
+    /// The boot sector mkfs.fat writes for `mkfs.vfat -n cidata` (FAT12 on a small image).
+    fn fat16_head(label: &[u8; 11]) -> Vec<u8> {
+        let mut h = vec![0u8; PROBE_LEN];
+        h[0..3].copy_from_slice(&[0xEB, 0x3C, 0x90]);
+        h[3..11].copy_from_slice(b"mkfs.fat");
+        h[11..13].copy_from_slice(&512u16.to_le_bytes());
+        h[38] = 0x29;
+        h[43..54].copy_from_slice(label);
+        h[54..62].copy_from_slice(b"FAT12   ");
+        h[510] = 0x55;
+        h[511] = 0xAA;
+        h
+    }
+
+    fn fat32_head(label: &[u8; 11]) -> Vec<u8> {
+        let mut h = vec![0u8; PROBE_LEN];
+        h[66] = 0x29;
+        h[71..82].copy_from_slice(label);
+        h[82..90].copy_from_slice(b"FAT32   ");
+        h[510] = 0x55;
+        h[511] = 0xAA;
+        h
+    }
+
+    #[test]
+    fn vfat_labels_fat16_and_fat32() {
+        assert_eq!(vfat_label(&fat16_head(b"cidata     ")).as_deref(), Some("cidata"));
+        assert_eq!(vfat_label(&fat32_head(b"CIDATA     ")).as_deref(), Some("CIDATA"));
+        assert_eq!(vfat_label(&fat16_head(b"NO NAME    ")), None);
+        assert_eq!(vfat_label(&[0u8; 512]), None);
+        assert_eq!(vfat_label(&[0u8; 100]), None);
+        let mut no_sig = fat16_head(b"cidata     ");
+        no_sig[511] = 0;
+        assert_eq!(vfat_label(&no_sig), None);
+    }
+
+    #[test]
+    fn seeds_by_label_in_any_case() {
+        assert_eq!(seed_kind(&iso_head("cidata")), Some(SeedFs::Iso9660));
+        assert_eq!(seed_kind(&iso_head("CIDATA")), Some(SeedFs::Iso9660));
+        assert_eq!(seed_kind(&fat16_head(b"CIDATA     ")), Some(SeedFs::Vfat));
+        assert_eq!(seed_kind(&iso_head("LIGHTWHALE")), None);
+        assert_eq!(seed_kind(&iso_head("cidata2")), None);
+        assert_eq!(seed_kind(&fat16_head(b"DATA       ")), None);
+        assert_eq!(seed_kind(&[0u8; PROBE_LEN]), None);
+    }
+
+    #[test]
+    fn the_magic_header_does_not_hide_a_vfat_seed() {
+        let mut h = fat16_head(b"cidata     ");
+        h[..28].copy_from_slice(b"lightwhale-please-format-me\n");
+        assert_eq!(seed_kind(&h), Some(SeedFs::Vfat));
     }
 }

@@ -13,4 +13,4 @@ pub mod scan;
 pub use decide::{decide, Decision, DeviceReport, Plan, LABEL};
 
 /// Where the persistence filesystem (or its tmpfs stand-in) is mounted.
-pub const MOUNT_POINT: &str = "/mnt/lightwhale-data";
+pub use lightwhale_types::constants::DATA_MOUNT_POINT as MOUNT_POINT;

@@ -95,7 +95,7 @@ pub fn report(dev: &BlockDev, head: &[u8]) -> DeviceReport {
         magic: dev.parent.is_none() && header::has_magic(head),
         image: header::image_kind(head),
         ext4: ext4::parse(head),
-        seed: crate::nocloud::seed::detect(head),
+        seed: crate::persist::header::seed_kind(head),
     }
 }
 

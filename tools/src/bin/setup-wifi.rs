@@ -3,8 +3,8 @@
 //! Bad input gets one line saying what to do, and changes nothing.
 
 use clap::Parser;
-use lightwhale_init::supervisor::RECHECK_SIGNAL;
 use lightwhale_tools::wifi::{self, Invalid};
+use lightwhale_types::constants::RECHECK_SIGNAL;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -39,7 +39,7 @@ fn invalid(e: Invalid) -> String {
 /// Asks PID 1 to start or stop the services that depend on a configuration file.
 fn tell_init() -> Result<(), String> {
     // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(1, RECHECK_SIGNAL as libc::c_int) } != 0 {
+    if unsafe { libc::kill(1, RECHECK_SIGNAL) } != 0 {
         return Err(format!("telling the init (pid 1) to re-check its services: {}", std::io::Error::last_os_error()));
     }
     Ok(())

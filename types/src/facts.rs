@@ -5,13 +5,10 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
 
-pub const DIR: &str = "/run/lightwhale";
-/// `Boot`: each boot step with its uptime, as the console shows them.
-pub const BOOT: &str = "/run/lightwhale/boot.json";
-/// `Persistence`: what persistence is on this boot, and why.
-pub const PERSISTENCE: &str = "/run/lightwhale/persistence.json";
-/// `Vec<ServiceFact>`: the supervised services, rewritten whenever one changes state.
-pub const SERVICES: &str = "/run/lightwhale/services.json";
+pub use crate::constants::{
+    BOOT_FACTS as BOOT, NOCLOUD_FACTS as NOCLOUD, PERSISTENCE_FACTS as PERSISTENCE, RUN_DIR as DIR,
+    SERVICES_FACTS as SERVICES,
+};
 
 /// `ServiceFact::state` of a service whose process runs (the one state that has an uptime,
 /// and the one in which it can answer).

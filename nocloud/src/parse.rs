@@ -3,9 +3,9 @@
 //! password never leaves the child). Nothing here decides what is allowed on the system:
 //! that is `plan`, in PID 1, on the child's answer.
 
-use super::network;
-use super::schema::{self, CloudConfig, UserItem};
-use super::Refused;
+use crate::network;
+use crate::schema::{self, CloudConfig, UserItem};
+use crate::Refused;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -104,7 +104,7 @@ pub fn random_salt() -> String {
     let mut buf = [0u8; 16];
     // SAFETY: buf is valid for writes of its length.
     unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    let a = crate::accounts::CRYPT_ALPHABET;
+    let a = lightwhale_types::accounts::CRYPT_ALPHABET;
     buf.iter().map(|b| a[(*b as usize) % a.len()] as char).collect()
 }
 
@@ -363,7 +363,7 @@ fn hash_of(s: &str, salt: Salt) -> String {
     if looks_hashed(s) {
         s.to_string()
     } else {
-        crate::accounts::sha512_crypt(s, &salt())
+        lightwhale_types::accounts::sha512_crypt(s, &salt())
     }
 }
 
@@ -383,7 +383,7 @@ fn convert(cfg: CloudConfig, salt: Salt, p: &mut Parsed) -> UserData {
         ..Default::default()
     };
     if let Some(pw) = cfg.password {
-        u.passwords.push((super::DEFAULT_USER.into(), hash_of(&pw, salt)));
+        u.passwords.push((crate::DEFAULT_USER.into(), hash_of(&pw, salt)));
     }
     if let Some(c) = cfg.chpasswd {
         chpasswd(c, salt, &mut u, p);
@@ -399,7 +399,7 @@ fn convert(cfg: CloudConfig, salt: Salt, p: &mut Parsed) -> UserData {
                 let given_hash = x.hashed_passwd.or(x.passwd);
                 let hash = match (given_hash, x.plain_text_passwd) {
                     (Some(h), _) => Some(h),
-                    (None, Some(plain)) => Some(crate::accounts::sha512_crypt(&plain, &salt())),
+                    (None, Some(plain)) => Some(lightwhale_types::accounts::sha512_crypt(&plain, &salt())),
                     (None, None) => None,
                 };
                 NewUser {
@@ -457,7 +457,7 @@ fn chpasswd(c: schema::Chpasswd, salt: Salt, u: &mut UserData, p: &mut Parsed) {
         };
         match c.kind.as_deref().unwrap_or("hash") {
             "hash" => u.passwords.push((c.name, pw)),
-            "text" => u.passwords.push((c.name, crate::accounts::sha512_crypt(&pw, &salt()))),
+            "text" => u.passwords.push((c.name, lightwhale_types::accounts::sha512_crypt(&pw, &salt()))),
             other => p.refused.push(Refused::new(
                 &format!("user-data: chpasswd for {}", c.name),
                 &format!("type {other} is not supported; use hash (preferred) or text"),

@@ -11,7 +11,7 @@
 //! the seed's blocks go at its end between two marker lines and are replaced as a whole
 //! when a new instance brings a new network-config.
 
-use super::schema::Strings;
+use crate::schema::Strings;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

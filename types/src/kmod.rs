@@ -1,6 +1,17 @@
-//! `modules.dep`: which file holds a module and what it needs loaded first.
+//! Kernel modules as the build and the init both read them: `modules.dep` (which file holds
+//! a module and what it needs loaded first, and `modules.builtin`) and module names.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Module name as the kernel knows it: file stem without `.ko*`, dashes as underscores.
+pub fn normalize(name: &str) -> String {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let stem = match base.find(".ko") {
+        Some(i) => &base[..i],
+        None => base,
+    };
+    stem.replace('-', "_")
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct DepTable {
@@ -20,10 +31,10 @@ impl DepTable {
             if path.is_empty() {
                 continue;
             }
-            let deps = deps.split_whitespace().map(super::normalize).collect();
-            entries.insert(super::normalize(path), (path.to_string(), deps));
+            let deps = deps.split_whitespace().map(normalize).collect();
+            entries.insert(normalize(path), (path.to_string(), deps));
         }
-        let builtin = modules_builtin.lines().filter(|l| !l.trim().is_empty()).map(super::normalize).collect();
+        let builtin = modules_builtin.lines().filter(|l| !l.trim().is_empty()).map(normalize).collect();
         DepTable { entries, builtin }
     }
 
@@ -32,20 +43,20 @@ impl DepTable {
     }
 
     pub fn is_builtin(&self, name: &str) -> bool {
-        self.builtin.contains(&super::normalize(name))
+        self.builtin.contains(&normalize(name))
     }
 
     pub fn path(&self, name: &str) -> Option<&str> {
-        self.entries.get(&super::normalize(name)).map(|(p, _)| p.as_str())
+        self.entries.get(&normalize(name)).map(|(p, _)| p.as_str())
     }
 
     /// Direct dependencies of a module (normalized names).
     pub fn deps_of(&self, name: &str) -> &[String] {
-        self.entries.get(&super::normalize(name)).map(|(_, d)| d.as_slice()).unwrap_or(&[])
+        self.entries.get(&normalize(name)).map(|(_, d)| d.as_slice()).unwrap_or(&[])
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.entries.contains_key(&super::normalize(name))
+        self.entries.contains_key(&normalize(name))
     }
 
     /// Names to load, dependencies before dependants, each once. Built-in modules are
@@ -55,7 +66,7 @@ impl DepTable {
         let mut seen = HashSet::new();
         let mut unknown = Vec::new();
         for name in wanted {
-            let name = super::normalize(name);
+            let name = normalize(name);
             if self.builtin.contains(&name) {
                 continue;
             }
@@ -98,6 +109,13 @@ impl DepTable {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn normalize_paths_and_dashes() {
+        assert_eq!(super::normalize("kernel/fs/squashfs/squashfs.ko.xz"), "squashfs");
+        assert_eq!(super::normalize("kernel/drivers/ata/ata_piix.ko.zst"), "ata_piix");
+        assert_eq!(super::normalize("crc32c-intel"), "crc32c_intel");
+    }
+
     use super::*;
 
     const DEP: &str = "\

@@ -3,11 +3,11 @@
 //! files and config files come in as text, the new texts and files to write go out; `apply`
 //! does the writing.
 
-use super::network::{self, Nic};
-use super::parse::{looks_hashed, NewUser, Parsed};
-use super::{Refused, DEFAULT_USER};
-use crate::accounts::{Accounts, Home};
-use crate::config::Filesystems;
+use crate::network::{self, Nic};
+use crate::parse::{looks_hashed, NewUser, Parsed};
+use crate::{Refused, DEFAULT_USER};
+use lightwhale_types::accounts::{Accounts, Home};
+use lightwhale_types::config::Filesystems;
 
 /// The files Lightwhale owns on behalf of the seed: rewritten (or removed) whenever a new
 /// instance is applied, so they always say what the current seed says.
@@ -446,7 +446,7 @@ fn host(p: &Parsed, env: &Env, plan: &mut Plan) {
     plan.done.push(format!("hostname {name}"));
     plan.hostname = Some(format!("{name}\n"));
     if p.user.manage_etc_hosts {
-        let hosts = crate::hostname::hosts_with(env.hosts, &short, fqdn.as_deref());
+        let hosts = lightwhale_types::hostname::hosts_with(env.hosts, &short, fqdn.as_deref());
         if hosts != env.hosts {
             plan.hosts = Some(hosts);
         }

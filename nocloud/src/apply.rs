@@ -1,9 +1,9 @@
 //! Carrying out a `Plan`: the file writes, owners and modes. Every failure becomes one line
 //! in the returned list; the boot goes on.
 
-use super::plan::{self, FileWrite, Keys, Plan, ACCOUNT_FILES};
-use crate::accounts::{Accounts, Home};
-use crate::config::Filesystems;
+use crate::plan::{self, FileWrite, Keys, Plan, ACCOUNT_FILES};
+use lightwhale_types::accounts::{Accounts, Home};
+use lightwhale_types::config::Filesystems;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -213,9 +213,18 @@ fn visudo_accepts(path: &Path, text: &[u8]) -> std::io::Result<()> {
     let mut f = OpenOptions::new().write(true).create_new(true).mode(0o440).open(&check)?;
     f.write_all(text)?;
     drop(f);
-    let checked = crate::command::run(Path::new(VISUDO), &["-c", "-q", "-f", &check.to_string_lossy()]);
+    let checked = std::process::Command::new(VISUDO)
+        .args(["-c", "-q", "-f"])
+        .arg(&check)
+        .stdin(std::process::Stdio::null())
+        .output();
     let _ = fs::remove_file(&check);
-    checked.map(|_| ()).map_err(|e| std::io::Error::other(format!("visudo rejects it: {e}")))
+    let out = checked.map_err(|e| std::io::Error::other(format!("starting {VISUDO}: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).trim().to_string();
+    Err(std::io::Error::other(format!("visudo rejects it ({}): {said}", out.status)))
 }
 
 /// Writes one `write_files` entry. Before anything is made, the path is resolved as far as

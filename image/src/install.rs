@@ -122,7 +122,7 @@ pub fn remove_machine_state(tree: &Path) -> Result<()> {
     for p in [
         "etc/ssh/ssh_host_*",
         "etc/machine-id",
-        // The name comes from the machine id unless someone sets one (init/src/hostname.rs).
+        // The name comes from the machine id unless someone sets one (lightwhale_types::hostname).
         "etc/hostname",
         "var/lib/dbus/machine-id",
         "etc/resolv.conf",

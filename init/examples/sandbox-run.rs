@@ -9,7 +9,8 @@
 //! capabilities, no_new_privs, Landlock and seccomp profile, exactly as the supervisor
 //! applies them. `LIGHTWHALE_SECCOMP=log` logs allow-list misses instead.
 
-use lightwhale_init::{config, sandbox, seccomp, supervisor};
+use lightwhale_init::sandbox::{self, seccomp};
+use lightwhale_init::{config, service::spawn};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +29,7 @@ fn main() {
         seccomp::Mode::Enforce
     };
     let compiled = svc.sandbox.seccomp.as_ref().map(|n| seccomp::compile(&cfg.seccomp[n], mode).unwrap());
-    let sb = supervisor::service_sandbox(svc, compiled.as_ref()).unwrap();
+    let sb = spawn::service_sandbox(svc, compiled.as_ref()).unwrap();
     let root = PathBuf::from(&args[1]);
     let mut cmd = std::process::Command::new(&args[2]);
     cmd.args(&args[3..]);

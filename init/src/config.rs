@@ -2,7 +2,7 @@
 //! each module's `init.ron` and seccomp profiles; here every profile is also compiled, so
 //! one that names an unknown syscall stops the boot with its name before any service starts.
 
-use crate::seccomp::{self, Mode};
+use crate::sandbox::seccomp::{self, Mode};
 pub use lightwhale_types::config::*;
 use std::path::Path;
 

@@ -1,43 +1,40 @@
-//! Lightwhale's init. `main.rs` runs it as PID 1; the library exposes the pure parts
-//! (and the device I/O the host tests drive on loop devices).
+//! Lightwhale's init. `main.rs` runs it as PID 1. Its rooms:
+//!
+//! - `boot`: the boot as named phases: stage 1 in the initramfs, the system assembled in the
+//!   image, stage 2 (services), power-off.
+//! - `kernel`: modules and coldplug, sysctls, loop devices, the power button's input device.
+//! - `fs`: the RAM mounts and overlays planned from `init.ron` (`layout`) and carried out.
+//! - `persist`: the persistence device: the sandboxed scan and what a device's first bytes say,
+//!   the decision, the claim, the mount.
+//! - `nocloud`: finding, mounting and applying a cloud-init seed (its reading is
+//!   `lightwhale_nocloud`'s).
+//! - `machine`: the host name, the clock, the network links.
+//! - `service`: the supervisor and what it needs: the services' directories, readiness probes,
+//!   the default-password notices.
+//! - `sandbox`: the children the init confines (Landlock, seccomp, no capabilities).
+//! - `logging`: the console and the init's own log; the services' log files.
+//!
+//! The library exposes what the host and VM tests drive (the claim on loop devices, the
+//! sandboxes, the supervisor's state machine).
 
-pub use lightwhale_types::accounts;
-pub mod clock;
-pub use lightwhale_types::cmdline;
-pub mod coldplug;
+pub use lightwhale_types::{accounts, cmdline, facts, image, mountinfo, release};
+
+pub mod boot;
 pub mod command;
 pub mod config;
-pub use lightwhale_types::facts;
-pub mod hostname;
-pub mod http_probe;
-pub use lightwhale_types::image;
-pub mod input;
-pub mod kmod;
-pub mod layout;
-pub mod logger;
-pub mod logs;
-pub mod loopdev;
-pub use lightwhale_types::mountinfo;
-pub mod mounts;
-pub mod net;
+pub mod fs;
+pub mod kernel;
+pub mod logging;
+pub mod machine;
 pub mod nocloud;
-pub mod password;
 pub mod persist;
-pub mod power;
-pub use lightwhale_types::release;
 pub mod sandbox;
-pub mod seccomp;
-pub mod service_dirs;
-pub mod stage1;
-pub mod stage2;
-pub mod supervisor;
-pub mod sysctl;
-pub mod system;
+pub mod service;
 
 /// PID 1 is built with `panic = "abort"`, and an aborting PID 1 is a kernel panic that
 /// scrolls every message away. This hook logs the panic and then stops like `fatal`,
 /// so the machine stays up with the reason on the console. (A panic in the probe's
-/// child replaces this hook with a plain exit; see sandbox.rs.)
+/// child replaces this hook with a plain exit; see sandbox/mod.rs.)
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let msg = info

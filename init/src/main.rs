@@ -1,7 +1,8 @@
 //! PID 1 of Lightwhale. Stage 1 (initramfs) -> the system assembled in the image (drivers,
 //! persistence, overlays) -> stage 2 (services) -> shutdown, all in this one process.
 
-use lightwhale_init::{fatal, stage1, stage2, system};
+use lightwhale_init::boot::{assemble, stage1, stage2};
+use lightwhale_init::fatal;
 
 fn main() {
     if std::process::id() != 1 {
@@ -19,7 +20,7 @@ fn main() {
         Ok(o) => o,
         Err(e) => fatal(&e.to_string()),
     };
-    let system = match system::assemble(&opts) {
+    let system = match assemble::assemble(&opts) {
         Ok(s) => s,
         Err(e) => fatal(&format!("early boot: {e}")),
     };

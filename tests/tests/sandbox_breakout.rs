@@ -7,9 +7,9 @@
 
 use lightwhale_init::config::{self, Service};
 use lightwhale_init::persist::{decide, ext4, header, scan};
+use lightwhale_init::sandbox::seccomp::{self, Mode};
 use lightwhale_init::sandbox::{self, Sandbox};
-use lightwhale_init::seccomp::{self, Mode};
-use lightwhale_init::supervisor;
+use lightwhale_init::service::spawn;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -194,7 +194,7 @@ fn probe_child_is_denied_everything_and_still_reads_a_crafted_disk() {
     let mut disk = ext4::craft(decide::LABEL, [7; 16], 1, 0, 1_700_000_000);
     disk.resize(header::PROBE_LEN, 0);
     std::fs::write(dev.join("vdz"), &disk).unwrap();
-    // The probe's sandbox as system.rs builds it, with /proc readable too so the child can
+    // The probe's sandbox as persist::ready builds it, with /proc readable too so the child can
     // report its own status (the real probe reads only /dev and /sys).
     let sb = sandbox::probe_sandbox(&[dev.to_str().unwrap(), "/proc"]).unwrap();
     let devdir = dev.clone();
@@ -239,7 +239,7 @@ fn dhcpcd_sandbox_denies_and_still_talks_netlink_and_writes_its_state() {
     assert!(sandbox::landlock_abi() > 0, "this test needs a kernel with Landlock");
     let cfg = modules();
     let svc = service(&cfg, "dhcpcd");
-    let mut sb = supervisor::service_sandbox(&svc, compiled(&cfg, &svc).as_ref()).unwrap();
+    let mut sb = spawn::service_sandbox(&svc, compiled(&cfg, &svc).as_ref()).unwrap();
     // Its read-write paths, moved under a scratch root so the host's are not touched.
     let s = Scratch::new("dhcpcd");
     let state = s.0.join("var/lib/dhcpcd");
@@ -278,7 +278,7 @@ fn chronyd_sandbox_denies_and_still_reads_the_clock_and_writes_its_drift() {
     assert!(sandbox::landlock_abi() > 0, "this test needs a kernel with Landlock");
     let cfg = modules();
     let svc = service(&cfg, "chronyd");
-    let mut sb = supervisor::service_sandbox(&svc, compiled(&cfg, &svc).as_ref()).unwrap();
+    let mut sb = spawn::service_sandbox(&svc, compiled(&cfg, &svc).as_ref()).unwrap();
     let s = Scratch::new("chronyd");
     let state = s.0.join("var/lib/chrony");
     std::fs::create_dir_all(&state).unwrap();
@@ -361,7 +361,7 @@ fn admin_sandbox_keeps_administration_and_denies_its_list() {
         );
     }
     let svc = &gettys[0];
-    let sb = supervisor::service_sandbox(svc, compiled(&cfg, svc).as_ref()).unwrap();
+    let sb = spawn::service_sandbox(svc, compiled(&cfg, svc).as_ref()).unwrap();
     let s = Scratch::new("admin");
     let expected_bnd = expected_cap_bnd(svc);
     let own_nnp = status_field("NoNewPrivs");

@@ -123,7 +123,7 @@ pub enum Output {
     Null,
 }
 
-/// A directory the init makes before each start of a service (service_dirs.rs).
+/// A directory the init makes before each start of a service (the init's service/dirs.rs).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Directory {
@@ -175,7 +175,29 @@ pub enum CapsSpec {
     All,
     Only(Vec<String>),
     AllExcept(Vec<String>),
+    /// The administrator's set (`ADMINISTRATOR_DROPS`): for the gettys and sshd, whose
+    /// login shells and `sudo` inherit it.
+    Administrator,
 }
+
+/// What an administrator's login (a getty's or sshd's, and so the shell's and sudo's) does
+/// without: everything else administration of a Docker host needs stays. docs/security.md.
+pub const ADMINISTRATOR_DROPS: [&str; 8] = [
+    // eBPF-free: nothing on the system loads BPF programs or traces the kernel (runc's
+    // device filter is loaded by containerd's children).
+    "CAP_BPF",
+    "CAP_PERFMON",
+    // Raw port I/O and /dev/mem: no administration task needs them.
+    "CAP_SYS_RAWIO",
+    // AppArmor policy is dockerd's to load; a shell that could replace docker-default could
+    // unconfine every container.
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    // A server that never suspends, and no CRIU in the image.
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_CHECKPOINT_RESTORE",
+];
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -186,7 +208,7 @@ pub struct LandlockSpec {
     pub read_write: Vec<String>,
 }
 
-/// A service's sandbox as written in `init.ron` (applied in this order; see sandbox.rs).
+/// A service's sandbox as written in `init.ron` (applied in this order; see the init's sandbox/mod.rs).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 struct SandboxSpec {
@@ -291,6 +313,7 @@ fn check_sandbox(spec: SandboxSpec) -> Result<ServiceSandbox, String> {
         CapsSpec::All => None,
         CapsSpec::Only(names) => Some(cap_mask(names)?),
         CapsSpec::AllExcept(names) => Some(!cap_mask(names)?),
+        CapsSpec::Administrator => Some(!cap_mask(&ADMINISTRATOR_DROPS.map(String::from))?),
     };
     let ambient = cap_mask(&spec.ambient)?;
     if ambient & !bounding.unwrap_or(u64::MAX) != 0 {
@@ -561,8 +584,17 @@ mod tests {
         let chronyd = get("chronyd");
         assert!(chronyd.no_new_privs && chronyd.landlock.is_some() && chronyd.seccomp.as_deref() == Some("chronyd"));
         assert!(chronyd.bounding.is_some_and(|b| b & (1 << 21) == 0), "chronyd must not keep CAP_SYS_ADMIN");
+        let bounding = |caps: &str| {
+            let ron = format!("(services: [(name: \"d\", exec: [\"/bin/d\"], sandbox: (capabilities: {caps}))])");
+            parse_module(&ron, Path::new("t.ron")).unwrap().services[0].sandbox.bounding
+        };
+        let administrator = bounding("Administrator");
+        let dropped = ADMINISTRATOR_DROPS.map(|c| format!("{c:?}")).join(", ");
+        assert_eq!(administrator, bounding(&format!("AllExcept([{dropped}])")));
+        assert!(administrator.is_some_and(|b| b & (1 << 21) != 0), "the administrator keeps CAP_SYS_ADMIN");
         for n in ["sshd", "getty-ttyS0", "getty-tty1"] {
             let s = get(n);
+            assert_eq!(s.bounding, administrator, "{n}: the administrator's set");
             assert_eq!(s.seccomp.as_deref(), Some("admin"), "{n}");
             // sudo is setuid: no_new_privs would make it useless.
             assert!(!s.no_new_privs, "{n}");

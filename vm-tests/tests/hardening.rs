@@ -7,8 +7,9 @@
 //! and must boot with RAM persistence, saying why.
 
 use lightwhale_init::config::{self, InitConfig};
+use lightwhale_init::kernel::sysctl;
 use lightwhale_init::persist::{ext4, gpt, LABEL};
-use lightwhale_init::{cmdline, password, sysctl};
+use lightwhale_types::{cmdline, password};
 use lightwhale_vm_tests::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

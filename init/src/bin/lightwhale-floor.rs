@@ -4,7 +4,7 @@
 //! prints `floor: docker ready` once `docker info` answers. No drivers, no persistence,
 //! no network, no login. `cargo xtask bench` compares Lightwhale's boot against it.
 
-use lightwhale_init::{logger, mounts, stage1};
+use lightwhale_init::{boot::stage1, fs::mounts, logging::console};
 use nix::mount::MsFlags;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 fn run() -> Result<(), String> {
     stage1::mount_kernel_filesystems().map_err(|e| e.to_string())?;
-    logger::init(false);
+    console::init(false);
     log::info!("init started: floor");
     stage1::load_initramfs_modules().map_err(|e| e.to_string())?;
     stage1::mount_image().map_err(|e| e.to_string())?;
@@ -36,7 +36,7 @@ fn run() -> Result<(), String> {
     loop {
         let ok = Command::new("/usr/bin/docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status();
         if ok.is_ok_and(|s| s.success()) {
-            log::info!("floor: docker ready at {:.2} s", logger::uptime());
+            log::info!("floor: docker ready at {:.2} s", console::uptime());
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));

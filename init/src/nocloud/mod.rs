@@ -13,8 +13,10 @@ mod tests;
 
 use crate::cmdline::Options;
 use crate::config::InitConfig;
+use crate::kernel::kmod;
+use crate::logging::console;
 use crate::persist::DeviceReport;
-use crate::{kmod, logger, sandbox};
+use crate::sandbox;
 use lightwhale_nocloud::{apply, nics, parse, plan, should_apply, SeedInfo, Status, MARKER, SEED_ANSWER_LIMIT};
 use nix::mount::{umount2, MntFlags, MsFlags};
 use std::path::Path;
@@ -53,12 +55,12 @@ fn run(opts: &Options, reports: &[DeviceReport], config: &InitConfig, loader: &k
         status.skipped = Some("lightwhale.nocloud=off".into());
         return status;
     }
-    let step = logger::Step::start("nocloud seed");
+    let step = console::Step::start("nocloud seed");
     let parsed = match read(&device, fs, loader) {
         Ok(p) => p,
         Err(e) => {
             log::error!("nocloud: {e}; the boot goes on without the seed");
-            status.errors.push(e);
+            status.errors.push(e.to_string());
             status.skipped = Some("the seed could not be read".into());
             return status;
         }
@@ -135,7 +137,20 @@ fn run(opts: &Options, reports: &[DeviceReport], config: &InitConfig, loader: &k
 }
 
 /// Mounts the seed read-only, has the sandboxed child read and parse it, unmounts it.
-fn read(device: &str, fs: seed::SeedFs, loader: &kmod::Loader) -> Result<parse::Parsed, String> {
+/// Why the seed could not be read; the boot goes on without it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("creating {SEED_DIR}: {0}")]
+    MountPoint(std::io::Error),
+    #[error("mounting the seed {device} ({fstype}) read-only: {source}")]
+    Mount { device: String, fstype: &'static str, source: nix::Error },
+    #[error(transparent)]
+    ReaderSandbox(#[from] crate::sandbox::seccomp::SeccompError),
+    #[error(transparent)]
+    Reader(#[from] sandbox::SandboxError),
+}
+
+fn read(device: &str, fs: seed::SeedFs, loader: &kmod::Loader) -> Result<parse::Parsed, ReadError> {
     let modules: &[&str] = match fs {
         seed::SeedFs::Iso9660 => &["isofs"],
         // vfat's default code page and character set come as modules too.
@@ -146,14 +161,17 @@ fn read(device: &str, fs: seed::SeedFs, loader: &kmod::Loader) -> Result<parse::
         log::debug!("nocloud: {e}");
     }
     let dir = Path::new(SEED_DIR);
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {SEED_DIR}: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(ReadError::MountPoint)?;
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let dev = Path::new("/dev").join(device);
-    nix::mount::mount(Some(&dev), dir, Some(fs.fstype()), flags, None::<&str>)
-        .map_err(|e| format!("mounting the seed {} ({}) read-only: {e}", dev.display(), fs.fstype()))?;
+    nix::mount::mount(Some(&dev), dir, Some(fs.fstype()), flags, None::<&str>).map_err(|source| ReadError::Mount {
+        device: dev.display().to_string(),
+        fstype: fs.fstype(),
+        source,
+    })?;
     let parsed = sandbox::probe_sandbox(&[SEED_DIR])
-        .map_err(|e| e.to_string())
-        .and_then(|sb| read_sandboxed(dir, &sb).map_err(|e| e.to_string()));
+        .map_err(ReadError::from)
+        .and_then(|sb| read_sandboxed(dir, &sb).map_err(ReadError::from));
     if let Err(e) = umount2(dir, MntFlags::MNT_DETACH) {
         log::warn!("nocloud: unmounting {SEED_DIR}: {e}");
     }

@@ -1,6 +1,7 @@
 //! Persistence: find, claim and mount the device that holds configuration and data.
 //!
-//! `header`, `ext4`, `gpt` and `decide` are pure; `scan`, `claim` and `mount` do the I/O.
+//! `header`, `ext4`, `gpt` and `decide` are pure; `scan`, `claim` and `mount` do the I/O;
+//! `ready` runs them in order at boot.
 
 pub mod claim;
 pub mod decide;
@@ -8,6 +9,7 @@ pub mod ext4;
 pub mod gpt;
 pub mod header;
 pub mod mount;
+pub mod ready;
 pub mod scan;
 
 pub use decide::{decide, Decision, DeviceReport, Plan, LABEL};

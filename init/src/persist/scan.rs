@@ -104,11 +104,22 @@ pub fn scan_all(sys_class_block: &Path, dev_dir: &Path) -> Result<Vec<DeviceRepo
     Ok(list(sys_class_block)?.iter().map(|d| probe(dev_dir, d)).collect())
 }
 
+/// What is wrong with the sandboxed scan's answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadReport {
+    #[error("device name {0:?} is not a kernel block device name")]
+    NotAName(String),
+    #[error("device {0:?} is not in /sys/class/block")]
+    Unknown(String),
+    #[error("device {0:?} is reported twice")]
+    Twice(String),
+}
+
 /// Pure: checks the sandboxed scan's answer against the device names PID 1 sees itself
 /// (`known`, from its own listing of /sys/class/block). A name that is not a plain kernel
 /// name, or that PID 1 does not see, means the child is broken or hostile: the whole
 /// answer is refused.
-pub fn validate(reports: &[DeviceReport], known: &[String]) -> Result<(), String> {
+pub fn validate(reports: &[DeviceReport], known: &[String]) -> Result<(), BadReport> {
     let plain = |n: &str| {
         !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
@@ -116,14 +127,14 @@ pub fn validate(reports: &[DeviceReport], known: &[String]) -> Result<(), String
     for r in reports {
         for name in std::iter::once(r.name.as_str()).chain(r.parent.as_deref()) {
             if !plain(name) {
-                return Err(format!("device name {name:?} is not a kernel block device name"));
+                return Err(BadReport::NotAName(name.into()));
             }
             if !known.iter().any(|k| k == name) {
-                return Err(format!("device {name:?} is not in /sys/class/block"));
+                return Err(BadReport::Unknown(name.into()));
             }
         }
         if seen.contains(&r.name.as_str()) {
-            return Err(format!("device {:?} is reported twice", r.name));
+            return Err(BadReport::Twice(r.name.clone()));
         }
         seen.push(&r.name);
     }
@@ -176,10 +187,10 @@ mod tests {
             )
         };
         assert!(validate(&[dev("sda", None), dev("sda1", Some("sda"))], &known).is_ok());
-        assert!(validate(&[dev("sdb", None)], &known).is_err());
-        assert!(validate(&[dev("../sda", None)], &known).is_err());
-        assert!(validate(&[dev("sda1", Some("../../etc"))], &known).is_err());
-        assert!(validate(&[dev("sda", None), dev("sda", None)], &known).is_err());
+        assert_eq!(validate(&[dev("sdb", None)], &known), Err(BadReport::Unknown("sdb".into())));
+        assert_eq!(validate(&[dev("../sda", None)], &known), Err(BadReport::NotAName("../sda".into())));
+        assert_eq!(validate(&[dev("sda1", Some("../../etc"))], &known), Err(BadReport::NotAName("../../etc".into())));
+        assert_eq!(validate(&[dev("sda", None), dev("sda", None)], &known), Err(BadReport::Twice("sda".into())));
         let slash: Vec<String> = vec!["mapper/x".into()];
         assert!(validate(&[dev("mapper/x", None)], &slash).is_err());
     }

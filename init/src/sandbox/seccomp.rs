@@ -16,7 +16,7 @@ pub const DENIED_ERRNO: i32 = libc::EPERM;
 
 /// The device probe's allow-list, compiled into the init (it runs before any module file
 /// is trusted).
-pub const PROBE_PROFILE: &str = include_str!("../seccomp/probe.ron");
+pub const PROBE_PROFILE: &str = include_str!("../../seccomp/probe.ron");
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {

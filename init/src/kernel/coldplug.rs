@@ -1,7 +1,7 @@
 //! Coldplug without udev: load the driver for every device that sysfs shows a `modalias`
 //! for, repeat while new devices appear, and stop once block devices have settled.
 
-use crate::kmod::Loader;
+use crate::kernel::kmod::Loader;
 use crate::persist::scan;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -122,7 +122,8 @@ pub fn settle(loader: &Loader, sys: &Path, deny: &[String], max: Duration) -> Se
             blocks = now_blocks;
         }
         loaded.extend(new);
-        let usb_storage = crate::kmod::load::is_loaded("usb_storage") || crate::kmod::load::is_loaded("uas");
+        let usb_storage =
+            crate::kernel::kmod::load::is_loaded("usb_storage") || crate::kernel::kmod::load::is_loaded("uas");
         let quiet = if usb_storage { Duration::from_secs(3) } else { Duration::from_millis(300) };
         let timed_out = start.elapsed() >= max;
         if quiet_since.elapsed() >= quiet || timed_out {

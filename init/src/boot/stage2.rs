@@ -1,16 +1,34 @@
 //! Stage 2, in the real root: the system set-up that services need, then the supervisor
 //! until a power request, then a clean shutdown.
 
-use crate::mounts;
-use crate::supervisor::{self, Supervisor};
-use crate::system::System;
-use crate::{hostname, logger, net, power, sysctl};
+use crate::boot::assemble::System;
+use crate::boot::power;
+use crate::fs::mounts;
+use crate::kernel::sysctl;
+use crate::logging::console;
+use crate::machine::{hostname, net};
+use crate::service::signals;
+use crate::service::supervisor::Supervisor;
 use nix::mount::MsFlags;
 use nix::sys::signal::{sigprocmask, SigmaskHow};
 use std::path::Path;
 
 pub fn run(system: System, opts: &crate::cmdline::Options) -> ! {
-    let step = logger::Step::start("system set up");
+    set_up_machine();
+    take_over_signals();
+    let mut sup = supervisor(system, opts);
+    record_boot_finished();
+    console::quiet_console();
+    let request = sup.run();
+    log::info!("shutdown: {request:?} requested");
+    sup.stop_all();
+    power::finish(request)
+}
+
+/// What services need of the machine: its clock, id and name, the network links, the
+/// kernel's remaining filesystems, the sysctls.
+fn set_up_machine() {
+    let step = console::Step::start("system set up");
     set_clock_forward();
     let machine_id = ensure_machine_id();
     let hostname = hostname::choose(std::fs::read_to_string(hostname::HOSTNAME_FILE).ok().as_deref(), &machine_id);
@@ -18,6 +36,14 @@ pub fn run(system: System, opts: &crate::cmdline::Options) -> ! {
         log::warn!("setting hostname {hostname}: {e}");
     }
     let links = net::links_up();
+    mount_kernel_filesystems();
+    let n = sysctl::apply_all();
+    step.done(&format!("hostname {hostname}, {} up, cgroup2, {n} sysctls", links.join(" ")));
+}
+
+/// The kernel filesystems stage 1 did not need: ptys, shared memory, message queues,
+/// securityfs, cgroup2, and the firmware's variables on UEFI.
+fn mount_kernel_filesystems() {
     for (src, target, fstype, flags, data) in [
         ("devpts", "/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("gid=5,mode=620,ptmxmode=666")),
         ("tmpfs", "/dev/shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777")),
@@ -52,44 +78,46 @@ pub fn run(system: System, opts: &crate::cmdline::Options) -> ! {
             log::warn!("{e}");
         }
     }
-    let n = sysctl::apply_all();
-    step.done(&format!("hostname {hostname}, {} up, cgroup2, {n} sysctls", links.join(" ")));
+}
 
-    // From here on signals are read from a signalfd; children get a clean mask (std resets it).
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervisor::handled_signals()), None) {
+/// From here on signals are read from a signalfd; children get a clean mask (std resets it).
+fn take_over_signals() {
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals::handled_signals()), None) {
         log::error!("blocking signals: {e}");
     }
     // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate hard reboot.
     let _ = nix::sys::reboot::set_cad_enabled(false);
+}
 
-    let notices = crate::password::Notices::new(&system.image_shadow);
-    let mut sup = match Supervisor::new(system.config.services, &system.config.seccomp, opts.seccomp, notices) {
+/// The supervisor over the modules' services; a configuration it cannot use stops the boot.
+fn supervisor(system: System, opts: &crate::cmdline::Options) -> Supervisor {
+    let notices = crate::service::password_notices::Notices::new(&system.image_shadow);
+    match Supervisor::new(system.config.services, &system.config.seccomp, opts.seccomp, notices) {
         Ok(s) => s,
         Err(e) => crate::fatal(&format!("cannot set up the service supervisor: {e}")),
-    };
-    let finished = logger::uptime();
+    }
+}
+
+/// The boot's steps and duration, for `lightwhale status`.
+fn record_boot_finished() {
+    let finished = console::uptime();
     log::info!("boot finished in {finished:.2} s since the kernel started; starting services");
-    let boot = crate::facts::Boot { steps: logger::boot_steps(), finished_s: Some(finished) };
+    let boot = crate::facts::Boot { steps: console::boot_steps(), finished_s: Some(finished) };
     if let Err(e) = crate::facts::write(crate::facts::BOOT, &boot) {
         log::warn!("writing {}: {e}", crate::facts::BOOT);
     }
-    logger::quiet_console();
-    let request = sup.run();
-    log::info!("shutdown: {request:?} requested");
-    sup.stop_all();
-    power::finish(request)
 }
 
 /// The clock never starts before the image's build date (a flat RTC battery would make
 /// every certificate "not yet valid"); time sync corrects it from there.
 fn set_clock_forward() {
     let release = crate::release::current();
-    match crate::clock::not_before(release.build_date) {
+    match crate::machine::clock::not_before(release.build_date) {
         Ok(Some((was, now))) => {
             log::warn!(
                 "clock: the hardware clock said {}, before this image was built; set to {} until time sync corrects it",
-                crate::clock::utc(was),
-                crate::clock::utc(now)
+                crate::machine::clock::utc(was),
+                crate::machine::clock::utc(now)
             )
         }
         Ok(None) => {}

@@ -12,26 +12,46 @@ use std::path::Path;
 /// Makes each of `dirs` (with missing parents), then gives it its owner and mode where the
 /// configuration names them (a directory two services share is set up by its owner's),
 /// the owner's uid and primary group looked up in the texts of /etc/passwd and /etc/group.
-pub fn make(dirs: &[Directory], passwd: &str, group: &str) -> Result<(), String> {
+pub fn make(dirs: &[Directory], passwd: &str, group: &str) -> Result<(), DirError> {
     for d in dirs {
         let path = Path::new(&d.path);
-        std::fs::create_dir_all(path).map_err(|e| format!("making {}: {e}", d.path))?;
+        let at = |source| DirError::Io { doing: "making", path: d.path.clone(), source };
+        std::fs::create_dir_all(path).map_err(at)?;
         if let Some(owner) = &d.owner {
             let c = crate::sandbox::credentials(passwd, group, owner, None)?;
-            std::os::unix::fs::chown(path, Some(c.uid), Some(c.gid))
-                .map_err(|e| format!("giving {} to {owner}: {e}", d.path))?;
+            std::os::unix::fs::chown(path, Some(c.uid), Some(c.gid)).map_err(|source| DirError::Chown {
+                path: d.path.clone(),
+                owner: owner.clone(),
+                source,
+            })?;
         }
         if let Some(mode) = d.mode {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("setting the mode of {}: {e}", d.path))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| DirError::Io {
+                doing: "setting the mode of",
+                path: d.path.clone(),
+                source,
+            })?;
         }
     }
     Ok(())
 }
 
+/// Why a service's directories could not be made; the service is not started.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    #[error("{doing} {path}: {source}")]
+    Io { doing: &'static str, path: String, source: std::io::Error },
+    #[error("giving {path} to {owner}: {source}")]
+    Chown { path: String, owner: String, source: std::io::Error },
+    #[error(transparent)]
+    Owner(#[from] crate::sandbox::CredentialsError),
+    #[error(transparent)]
+    Accounts(#[from] super::spawn::SandboxError),
+}
+
 /// `make` with the running system's accounts (read only when an owner is named).
-pub fn make_for_service(dirs: &[Directory]) -> Result<(), String> {
-    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}"));
+pub fn make_for_service(dirs: &[Directory]) -> Result<(), DirError> {
+    let read = super::spawn::read_accounts_file;
     let (passwd, group) = if dirs.iter().any(|d| d.owner.is_some()) {
         (read("/etc/passwd")?, read("/etc/group")?)
     } else {
@@ -72,7 +92,11 @@ mod tests {
 
         let unknown = [Directory { path: run.display().to_string(), owner: Some("nobody-here".into()), mode: None }];
         let err = make(&unknown, &passwd, &group).unwrap_err();
-        assert!(err.contains("nobody-here"), "{err}");
+        assert!(
+            matches!(&err, DirError::Owner(crate::sandbox::CredentialsError::NoUser(u)) if u == "nobody-here"),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), "user \"nobody-here\" is not in /etc/passwd");
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

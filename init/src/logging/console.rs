@@ -17,7 +17,7 @@ struct KmsgLogger {
 }
 
 struct FileSink {
-    file: Option<crate::logs::LogFile>,
+    file: Option<crate::logging::files::LogFile>,
     unwritten: Vec<String>,
 }
 
@@ -92,7 +92,7 @@ impl KmsgLogger {
 
 /// From now on the init's lines also go to `path` (with what was logged so far).
 pub fn attach_file(path: std::path::PathBuf) -> std::io::Result<()> {
-    let mut file = crate::logs::LogFile::open(path, crate::logs::CAP_BYTES)?;
+    let mut file = crate::logging::files::LogFile::open(path, crate::logging::files::CAP_BYTES)?;
     let mut sink = LOGGER.file.lock().unwrap_or_else(|e| e.into_inner());
     for line in sink.unwritten.drain(..) {
         file.write(line.as_bytes())?;

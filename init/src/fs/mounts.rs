@@ -1,6 +1,6 @@
 //! Thin wrappers over mount(2) with errors that name the mount.
 
-use crate::layout::MountStep;
+use crate::fs::layout::MountStep;
 use nix::mount::{mount, MsFlags};
 use std::path::{Path, PathBuf};
 

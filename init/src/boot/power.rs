@@ -2,7 +2,7 @@
 //! leave the persistence device clean (read-only if it could not be unmounted), then
 //! reboot, power off or halt.
 
-use crate::supervisor::PowerRequest;
+use crate::service::signals::PowerRequest;
 use crate::{mountinfo, persist};
 use nix::mount::{umount2, MntFlags, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
@@ -21,7 +21,7 @@ pub fn unmount_order(mountinfo: &str) -> Vec<PathBuf> {
 
 pub fn finish(req: PowerRequest) -> ! {
     // The init's log file lives on what is unmounted next; from here on, console only.
-    crate::logger::detach_file();
+    crate::logging::console::detach_file();
     nix::unistd::sync();
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut failed = Vec::new();

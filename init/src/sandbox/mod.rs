@@ -14,7 +14,9 @@
 //! 5. Landlock (opens the allowed paths, which seccomp might forbid);
 //! 6. seccomp, last, so none of the steps above needs a syscall the profile denies.
 
-use crate::seccomp::Compiled;
+pub mod seccomp;
+
+use crate::sandbox::seccomp::Compiled;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{de::DeserializeOwned, Serialize};
@@ -69,21 +71,42 @@ pub struct Credentials {
     pub groups: Vec<u32>,
 }
 
+/// A service's user or group that the image's account files do not give: a module's
+/// `init.ron` names an account its packages did not create.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("user {0:?} is not in /etc/passwd")]
+    NoUser(String),
+    #[error("user {0:?} has a bad uid")]
+    BadUserId(String),
+    #[error("user {0:?} has a bad gid")]
+    BadUserGroupId(String),
+    #[error("group {0:?} is not in /etc/group")]
+    NoGroup(String),
+    #[error("group {0:?} has a bad gid")]
+    BadGroupId(String),
+}
+
 /// Pure: the uid, gid and supplementary groups of `user` from the text of /etc/passwd
 /// and /etc/group; `group` replaces the primary group when given.
-pub fn credentials(passwd: &str, group_file: &str, user: &str, group: Option<&str>) -> Result<Credentials, String> {
+pub fn credentials(
+    passwd: &str,
+    group_file: &str,
+    user: &str,
+    group: Option<&str>,
+) -> Result<Credentials, CredentialsError> {
     let fields = |l: &str| l.split(':').map(str::to_string).collect::<Vec<_>>();
     let pw = passwd
         .lines()
         .map(fields)
         .find(|f| f.len() >= 4 && f[0] == user)
-        .ok_or_else(|| format!("user {user:?} is not in /etc/passwd"))?;
-    let uid = pw[2].parse().map_err(|_| format!("user {user:?} has a bad uid"))?;
-    let mut gid: u32 = pw[3].parse().map_err(|_| format!("user {user:?} has a bad gid"))?;
+        .ok_or_else(|| CredentialsError::NoUser(user.into()))?;
+    let uid = pw[2].parse().map_err(|_| CredentialsError::BadUserId(user.into()))?;
+    let mut gid: u32 = pw[3].parse().map_err(|_| CredentialsError::BadUserGroupId(user.into()))?;
     let groups: Vec<Vec<String>> = group_file.lines().map(fields).filter(|f| f.len() >= 4).collect();
     if let Some(g) = group {
-        let f = groups.iter().find(|f| f[0] == g).ok_or_else(|| format!("group {g:?} is not in /etc/group"))?;
-        gid = f[2].parse().map_err(|_| format!("group {g:?} has a bad gid"))?;
+        let f = groups.iter().find(|f| f[0] == g).ok_or_else(|| CredentialsError::NoGroup(g.into()))?;
+        gid = f[2].parse().map_err(|_| CredentialsError::BadGroupId(g.into()))?;
     }
     let mut extra: Vec<u32> =
         groups.iter().filter(|f| f[3].split(',').any(|m| m == user)).filter_map(|f| f[2].parse().ok()).collect();
@@ -284,8 +307,8 @@ fn landlock(l: &Landlock, no_new_privs: bool) -> Result<LandlockOutcome, Restric
 }
 
 /// The probe's sandbox: nothing but reading `read_only`, and the compiled probe profile.
-pub fn probe_sandbox(read_only: &[&str]) -> Result<Sandbox, crate::seccomp::SeccompError> {
-    let profile = crate::seccomp::probe_profile()?;
+pub fn probe_sandbox(read_only: &[&str]) -> Result<Sandbox, crate::sandbox::seccomp::SeccompError> {
+    let profile = crate::sandbox::seccomp::probe_profile()?;
     Ok(Sandbox {
         bounding: Some(0),
         drop_process_caps: true,
@@ -297,7 +320,7 @@ pub fn probe_sandbox(read_only: &[&str]) -> Result<Sandbox, crate::seccomp::Secc
             read_write: Vec::new(),
             deny_tcp: true,
         }),
-        seccomp: Some(crate::seccomp::compile(&profile, crate::seccomp::Mode::Enforce)?),
+        seccomp: Some(crate::sandbox::seccomp::compile(&profile, crate::sandbox::seccomp::Mode::Enforce)?),
     })
 }
 

@@ -1,8 +1,10 @@
 //! Stage 1, in the initramfs: mount the kernel's filesystems, load the few modules needed
 //! to mount the image, verify and mount it, and switch root into it.
 
-use crate::mounts::{self, MountError};
-use crate::{cmdline, image, kmod, logger, loopdev};
+use crate::fs::mounts::{self, MountError};
+use crate::kernel::{kmod, loopdev};
+use crate::logging::console;
+use crate::{cmdline, image};
 use nix::mount::MsFlags;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -46,14 +48,14 @@ pub fn kernel_release() -> String {
 pub fn run() -> Result<cmdline::Options, Stage1Error> {
     mount_kernel_filesystems()?;
     let opts = cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
-    logger::init(opts.debug);
+    console::init(opts.debug);
     log::info!("init started: Lightwhale {} stage 1 (initramfs)", env!("CARGO_PKG_VERSION"));
     for u in &opts.unknown {
         log::warn!("unknown kernel option {u} ignored (known: {})", cmdline::KNOWN);
     }
 
     load_initramfs_modules()?;
-    let step = logger::Step::start("image verified");
+    let step = console::Step::start("image verified");
     let size = image::verify_image(
         Path::new(image::SQUASHFS),
         Path::new(image::SQUASHFS_SHA256),
@@ -61,7 +63,7 @@ pub fn run() -> Result<cmdline::Options, Stage1Error> {
     )?;
     step.done(&format!("{} MiB, SHA-256 matches", size >> 20));
     mount_image()?;
-    let step = logger::Step::start("switch root");
+    let step = console::Step::start("switch root");
     switch_root(Path::new(NEW_ROOT))?;
     step.done("now running in the image");
     Ok(opts)
@@ -69,7 +71,7 @@ pub fn run() -> Result<cmdline::Options, Stage1Error> {
 
 /// Loads every module the initramfs carries (loop, squashfs and their dependencies).
 pub fn load_initramfs_modules() -> Result<(), Stage1Error> {
-    let step = logger::Step::start("initramfs modules");
+    let step = console::Step::start("initramfs modules");
     let release = kernel_release();
     let loader = kmod::Loader::open(&Path::new("/lib/modules").join(&release))?;
     let names: Vec<String> = loader.deps.names().map(str::to_string).collect();
@@ -83,7 +85,7 @@ pub fn load_initramfs_modules() -> Result<(), Stage1Error> {
 
 /// Loop-mounts the squashfs read-only at NEW_ROOT.
 pub fn mount_image() -> Result<(), Stage1Error> {
-    let step = logger::Step::start("squashfs mounted");
+    let step = console::Step::start("squashfs mounted");
     let dev = loopdev::attach_read_only(Path::new(image::SQUASHFS))?;
     let root = Path::new(NEW_ROOT);
     mounts::mkdir_p(root)?;

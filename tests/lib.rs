@@ -57,11 +57,10 @@ impl Drop for LoopDisk {
     }
 }
 
-/// `mke2fs` as the image runs it, but the host's binary.
-pub fn host_mkfs(part: &Path) -> Result<(), String> {
+/// `mke2fs` as the image runs it (the same arguments), but the host's binary.
+pub fn host_mkfs(part: &Path, fs_bytes: Option<u64>) -> Result<(), String> {
     let out = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-L", "lightwhale-data", "-E", "lazy_itable_init=1"])
-        .arg(part)
+        .args(lightwhale_init::persist::claim::mkfs_args(part, fs_bytes))
         .output()
         .map_err(|e| e.to_string())?;
     if out.status.success() {
@@ -69,6 +68,21 @@ pub fn host_mkfs(part: &Path) -> Result<(), String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// A DOS partition table (sector 0) with Linux partitions at these (start, length) in
+/// 512-byte sectors, as `sfdisk` or a hybrid ISO's MBR would hold them.
+pub fn mbr(partitions: &[(u32, u32)]) -> Vec<u8> {
+    let mut s = vec![0u8; 512];
+    for (i, (start, len)) in partitions.iter().enumerate() {
+        let e = 446 + 16 * i;
+        s[e + 4] = 0x83;
+        s[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
+        s[e + 12..e + 16].copy_from_slice(&len.to_le_bytes());
+    }
+    s[510] = 0x55;
+    s[511] = 0xaa;
+    s
 }
 
 pub fn blkid(dev: &Path, tag: &str) -> String {

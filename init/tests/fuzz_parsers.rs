@@ -103,10 +103,10 @@ proptest! {
 
     #[test]
     fn probe_answer_decoder_on_mangled_real_answers(cut in 0usize..400, flip in 0usize..400, byte in any::<u8>()) {
-        let dev = scan::BlockDev { name: "sda".into(), parent: None, size_bytes: 1 << 30, read_only: false };
+        let dev = scan::BlockDev { name: "sda".into(), size_bytes: 1 << 30, ..Default::default() };
         let mut head = ext4::craft("lightwhale-data", [9; 16], 1, 0, 5);
         head.resize(header::PROBE_LEN, 0);
-        let answer: Result<Vec<DeviceReport>, String> = Ok(vec![scan::report(&dev, &head)]);
+        let answer: Result<Vec<DeviceReport>, String> = Ok(vec![scan::report(&dev, &head, &[])]);
         let mut text = ron::to_string(&answer).unwrap().into_bytes();
         if flip < text.len() {
             text[flip] = byte;

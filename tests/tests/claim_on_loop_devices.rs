@@ -89,8 +89,8 @@ fn interrupted_claim_is_claimed_again() {
     let d = LoopDisk::new("interrupted", 128 * MIB, MAGIC_ECHO);
     // A claim cut short after the partition table and the filesystem: mkfs "fails" right
     // after really formatting, as if the power went out before the header was erased.
-    let cut = |p: &Path| -> Result<(), String> {
-        host_mkfs(p)?;
+    let cut = |p: &Path, bytes: Option<u64>| -> Result<(), String> {
+        host_mkfs(p, bytes)?;
         Err("power cut".into())
     };
     assert!(matches!(claim::claim(&d.name, &paths(), &cut, [2u8; 32]), Err(claim::ClaimError::Mkfs { .. })));

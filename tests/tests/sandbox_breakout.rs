@@ -199,7 +199,7 @@ fn probe_child_is_denied_everything_and_still_reads_a_crafted_disk() {
     let sb = sandbox::probe_sandbox(&[dev.to_str().unwrap(), "/proc"]).unwrap();
     let devdir = dev.clone();
     let (r, job, status) = run_in(&sb, &s.0, move || {
-        let d = scan::BlockDev { name: "vdz".into(), parent: None, size_bytes: 1 << 30, read_only: false };
+        let d = scan::BlockDev { name: "vdz".into(), size_bytes: 1 << 30, ..Default::default() };
         let report = scan::probe(&devdir, &d);
         let label = report.ext4.map(|sb| sb.label).unwrap_or_default();
         Ok(format!("{label}/{}", report.magic))

@@ -4,6 +4,7 @@
 //! names are the documented, stable shape (docs/operations.md, "lightwhale status").
 
 use lightwhale_types::facts::{self, Persistence};
+use lightwhale_types::space;
 use serde::Serialize;
 use std::process::Command;
 
@@ -18,6 +19,8 @@ pub struct Status {
     pub boot: facts::Boot,
     pub persistence: Option<PersistenceStatus>,
     pub overlays: Vec<Overlay>,
+    /// The swap areas in use (/proc/swaps): the swap file on the persistence disk, if any.
+    pub swap: Vec<SwapArea>,
     pub services: Vec<ServiceStatus>,
     pub network: Network,
     pub time: TimeSync,
@@ -57,7 +60,29 @@ pub struct PersistenceStatus {
     pub fact: Persistence,
     /// Of the filesystem at /mnt/lightwhale-data (the disk's, or RAM's).
     pub size_bytes: u64,
+    /// Free for users (root may write a little more: ext4's reserved blocks).
     pub free_bytes: u64,
+    /// The space the init keeps back for a full disk; None without a persistence disk.
+    pub reserve: Option<space::Reserve>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwapArea {
+    pub path: String,
+    pub size_bytes: u64,
+    pub used_bytes: u64,
+}
+
+/// Pure: /proc/swaps (a header line, then path, type, size and used in KiB, priority).
+pub fn parse_swaps(text: &str) -> Vec<SwapArea> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let kib = |i: usize| f.get(i)?.parse::<u64>().ok().map(|k| k * 1024);
+            Some(SwapArea { path: f.first()?.to_string(), size_bytes: kib(2)?, used_bytes: kib(3)? })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,7 +165,7 @@ pub fn warnings(s: &Status, default_password: bool) -> Vec<String> {
         Some(Persistence::Failed { device, error }) => w.push(format!(
             "the persistence disk {device} could not be used ({error}): running from RAM, changes are lost at power-off"
         )),
-        Some(Persistence::Device { .. }) => {}
+        Some(Persistence::Device { .. }) => w.extend(s.persistence.as_ref().and_then(space_warning)),
         None => w.push("the init wrote no persistence facts (is this Lightwhale?)".into()),
     }
     for svc in s.services.iter().filter(|x| x.state == "restarting") {
@@ -157,6 +182,27 @@ pub fn warnings(s: &Status, default_password: bool) -> Vec<String> {
         None => w.push("time sync (chronyd) is not answering".into()),
     }
     w
+}
+
+/// Pure: what the persistence disk's space asks of the operator, if anything.
+fn space_warning(p: &PersistenceStatus) -> Option<String> {
+    let figures = format!("{} of {} free", mib(p.free_bytes), mib(p.size_bytes));
+    let free_some = "free space with `docker system prune`, `docker volume rm` or by removing files";
+    match &p.reserve {
+        Some(r) if !r.held => Some(format!(
+            "the persistence disk is full ({figures}){}: {free_some}; the reserve is made again once {} are free",
+            if r.released_at_boot {
+                format!(": the init released its {} reserve at boot so Docker and sshd could start", mib(r.bytes))
+            } else {
+                String::new()
+            },
+            mib(2 * r.bytes)
+        )),
+        _ if space::nearly_full(p.size_bytes, p.free_bytes) => {
+            Some(format!("the persistence disk is nearly full ({figures}): {free_some}"))
+        }
+        _ => None,
+    }
 }
 
 /// Pure: chrony's `chronyc -c tracking` (CSV): reference name, stratum, current offset,
@@ -239,7 +285,8 @@ pub fn gather() -> Status {
     let mount_point = lightwhale_types::constants::DATA_MOUNT_POINT;
     let persistence = facts::read::<Persistence>(facts::PERSISTENCE).map(|fact| {
         let (size_bytes, free_bytes) = statvfs(mount_point).unwrap_or((0, 0));
-        PersistenceStatus { fact, size_bytes, free_bytes }
+        let reserve = matches!(fact, Persistence::Device { .. }).then(|| facts::read(space::SPACE_FACTS)).flatten();
+        PersistenceStatus { fact, size_bytes, free_bytes, reserve }
     });
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let overlays = lightwhale_types::mountinfo::mounts(&mountinfo)
@@ -279,6 +326,7 @@ pub fn gather() -> Status {
         boot: facts::read(facts::BOOT).unwrap_or_default(),
         persistence,
         overlays,
+        swap: parse_swaps(&std::fs::read_to_string("/proc/swaps").unwrap_or_default()),
         services,
         network,
         time,
@@ -362,6 +410,17 @@ pub fn render(s: &Status) -> String {
         },
     );
     line("Overlays", s.overlays.iter().map(|ov| ov.path.clone()).collect::<Vec<_>>().join(" "));
+    line(
+        "Swap",
+        match s.swap.as_slice() {
+            [] => "none".into(),
+            areas => areas
+                .iter()
+                .map(|a| format!("{} in {}, {} used", mib(a.size_bytes), a.path, mib(a.used_bytes)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+    );
     for i in &s.network.interfaces {
         line("Network", format!("{} {} {}", i.name, i.state, i.addresses.join(" ")));
     }
@@ -497,6 +556,7 @@ mod tests {
                 fact: Persistence::Tmpfs { reason: "no persistence device".into() },
                 size_bytes: 1 << 30,
                 free_bytes: 1 << 29,
+                reserve: None,
             }),
             time: TimeSync { synchronised: Some(false), ..Default::default() },
             ..Default::default()
@@ -551,5 +611,54 @@ mod tests {
         let json: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(json["persistence"]["mode"], "tmpfs");
         assert_eq!(json["time"]["synchronised"], false);
+    }
+
+    #[test]
+    fn swap_areas_from_proc_swaps() {
+        let text = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
+                    /mnt/lightwhale-data/swapfile           file\t\t89084\t\t1024\t\t-2\n";
+        let areas = parse_swaps(text);
+        assert_eq!(
+            areas,
+            vec![SwapArea {
+                path: "/mnt/lightwhale-data/swapfile".into(),
+                size_bytes: 89084 * 1024,
+                used_bytes: 1 << 20
+            }]
+        );
+        assert!(parse_swaps("Filename Type Size Used Priority\n").is_empty());
+        let s = Status { swap: areas, ..Default::default() };
+        assert!(
+            render(&s).contains("Swap         86 MiB in /mnt/lightwhale-data/swapfile, 1 MiB used"),
+            "{}",
+            render(&s)
+        );
+    }
+
+    #[test]
+    fn a_full_or_nearly_full_disk_is_a_warning_with_the_figures() {
+        let mib = 1u64 << 20;
+        let disk = |free_bytes, reserve| PersistenceStatus {
+            fact: Persistence::Device { device: "sda1".into(), claimed: false, uuid: "u".into() },
+            size_bytes: 1000 * mib,
+            free_bytes,
+            reserve,
+        };
+        let held = space::Reserve { bytes: 32 * mib, held: true, released_at_boot: false };
+        assert_eq!(space_warning(&disk(500 * mib, Some(held))), None);
+        let nearly = space_warning(&disk(20 * mib, Some(held))).unwrap();
+        assert!(nearly.contains("nearly full (20 MiB of 1000 MiB free)"), "{nearly}");
+        let released = space::Reserve { held: false, released_at_boot: true, ..held };
+        let full = space_warning(&disk(30 * mib, Some(released))).unwrap();
+        assert!(full.contains("is full (30 MiB of 1000 MiB free)"), "{full}");
+        assert!(
+            full.contains("released its 32 MiB reserve at boot") && full.contains("once 64 MiB are free"),
+            "{full}"
+        );
+        let s = Status { persistence: Some(disk(30 * mib, Some(released))), ..Default::default() };
+        assert!(warnings(&s, false).iter().any(|w| w.contains("is full")));
+        assert!(
+            render_motd(&Status { warnings: warnings(&s, false), ..s }).contains("  ! the persistence disk is full")
+        );
     }
 }

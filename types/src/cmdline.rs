@@ -45,7 +45,7 @@ pub enum PersistenceMode {
 
 /// The options this file understands, for the warning about an unknown one.
 pub const KNOWN: &str =
-    "lightwhale.persistence=auto|tmpfs, lightwhale.debug, lightwhale.settle=SECONDS, lightwhale.seccomp=log, lightwhale.nocloud=on|off";
+    "lightwhale.persistence=auto|tmpfs, lightwhale.debug, lightwhale.settle=SECONDS, lightwhale.seccomp=log, lightwhale.nocloud=on|off, lightwhale.swap=on|off";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -53,6 +53,9 @@ pub struct Options {
     /// Read a cloud-init NoCloud seed (a `cidata` filesystem) at boot; `lightwhale.nocloud=off`
     /// ignores seeds.
     pub nocloud: bool,
+    /// A swap file on the persistence disk (`space::swap_bytes`); `lightwhale.swap=off` does
+    /// without.
+    pub swap: bool,
     pub debug: bool,
     /// The longest the early boot waits for block devices before scanning. It stops as soon
     /// as they have settled; this bound only matters while devices keep appearing (slow
@@ -70,6 +73,7 @@ impl Default for Options {
         Options {
             persistence: PersistenceMode::Auto,
             nocloud: true,
+            swap: true,
             debug: false,
             settle: Duration::from_secs(15),
             seccomp: crate::seccomp::Mode::Enforce,
@@ -97,6 +101,8 @@ pub fn parse(cmdline: &str) -> Options {
             ("seccomp", Some("enforce")) => opts.seccomp = crate::seccomp::Mode::Enforce,
             ("nocloud", Some("on") | Some("1")) => opts.nocloud = true,
             ("nocloud", Some("off") | Some("0")) => opts.nocloud = false,
+            ("swap", Some("on") | Some("1")) => opts.swap = true,
+            ("swap", Some("off") | Some("0")) => opts.swap = false,
             ("settle", Some(v)) => match parse_seconds(v) {
                 Some(d) => opts.settle = d,
                 None => opts.unknown.push(word.to_string()),
@@ -162,6 +168,15 @@ mod tests {
         assert_eq!(parse("lightwhale.seccomp=log").seccomp, crate::seccomp::Mode::Log);
         assert_eq!(parse("").seccomp, crate::seccomp::Mode::Enforce);
         assert_eq!(parse("lightwhale.seccomp=off").unknown, vec!["lightwhale.seccomp=off".to_string()]);
+    }
+
+    #[test]
+    fn swap_on_by_default_and_off_on_request() {
+        assert!(parse("console=ttyS0").swap);
+        let o = parse("lightwhale.swap=off");
+        assert!(!o.swap && o.unknown.is_empty());
+        assert!(parse("lightwhale.swap=0 lightwhale.swap=1").swap);
+        assert_eq!(parse("lightwhale.swap=maybe").unknown.len(), 1);
     }
 
     #[test]

@@ -19,3 +19,4 @@ pub mod password;
 pub mod release;
 pub mod seccomp;
 pub mod service;
+pub mod space;

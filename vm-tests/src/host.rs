@@ -184,3 +184,24 @@ pub fn sha256_of(path: &Path) -> Result<String, VmError> {
     let mut f = std::fs::File::open(path).map_err(|e| host_err("hashing", e))?;
     lightwhale_types::image::sha256_hex(&mut f).map_err(|e| host_err("hashing", e))
 }
+
+/// What the one-disk recipe in docs/persistence.md does: the ISO written to a disk of
+/// `bytes`, a partition added after the image with `sfdisk --append`, the header written to
+/// that partition. Returns the partition's first byte.
+pub fn one_disk(path: &Path, iso: &Path, bytes: u64) -> Result<u64, VmError> {
+    std::fs::copy(iso, path).map_err(|e| host_err("copying the ISO", e))?;
+    let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| host_err("opening disk", e))?;
+    f.set_len(bytes).map_err(|e| host_err("sizing disk", e))?;
+    drop(f);
+    let q = crate::machine::shell_quote(&path.to_string_lossy());
+    let script = format!(
+        "set -e; echo 'type=83' | sfdisk --quiet --append --no-reread {q}; \
+         start=$(sfdisk --dump {q} | awk '/type=83/ {{ sub(\",\", \"\", $4); print $4 }}'); \
+         printf lightwhale-please-format-me | dd conv=notrunc status=none bs=512 seek=$start of={q}; echo $start"
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).output().map_err(|e| host_err("sfdisk", e))?;
+    let start: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|_| {
+        VmError::Host(format!("adding the partition with sfdisk failed: {}", String::from_utf8_lossy(&out.stderr)))
+    })?;
+    Ok(start * 512)
+}

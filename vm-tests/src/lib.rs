@@ -67,6 +67,14 @@ pub fn work_dir() -> PathBuf {
     std::env::var_os("LIGHTWHALE_VM_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/vm-tests"))
 }
 
+/// An empty directory of this name under the work directory (emptied if it was there).
+pub fn fresh_dir(name: &str) -> Result<PathBuf, VmError> {
+    let dir = work_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| VmError::Host(e.to_string()))?;
+    Ok(dir)
+}
+
 /// The built artefacts the VM tests boot.
 pub struct Artifacts {
     pub iso: PathBuf,

@@ -66,6 +66,9 @@ pub enum Boot {
     Cdrom(PathBuf),
     /// The ISO as a hard disk, as when it is written to a USB stick.
     IsoAsDisk(PathBuf, Iface),
+    /// A disk the ISO was written to and that the guest writes to, as on a machine whose
+    /// only disk holds the image and the persistence partition after it.
+    WrittenDisk(PathBuf, Iface),
     /// Kernel and initrd straight from files: skips the firmware and boot loader, for
     /// tests that need kernel options. `initrd` is the two initrds concatenated (the
     /// kernel unpacks consecutive cpio archives; QEMU before 8 takes only one file).
@@ -233,11 +236,12 @@ impl Config {
                 a.push("-boot".into());
                 a.push("d".into());
             }
-            Boot::IsoAsDisk(iso, iface) => {
+            Boot::IsoAsDisk(iso, iface) | Boot::WrittenDisk(iso, iface) => {
                 // bootindex: the firmware must try the image before any blank disk.
                 let p = iso.display().to_string().replace(',', ",,");
+                let snapshot = if matches!(self.boot, Boot::IsoAsDisk(..)) { "on" } else { "off" };
                 a.push("-drive".into());
-                a.push(format!("file={p},format=raw,snapshot=on,if=none,id=bootiso"));
+                a.push(format!("file={p},format=raw,snapshot={snapshot},if=none,id=bootiso"));
                 a.push("-device".into());
                 a.push(match iface {
                     Iface::Virtio => "virtio-blk-pci,drive=bootiso,bootindex=0".to_string(),

@@ -9,13 +9,6 @@ use std::time::Duration;
 const MIN: Duration = Duration::from_secs(60);
 const MIB: u64 = 1024 * 1024;
 
-fn fresh_dir(name: &str) -> Result<std::path::PathBuf, VmError> {
-    let dir = work_dir().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| VmError::Host(e.to_string()))?;
-    Ok(dir)
-}
-
 fn hostname(m: &mut Machine) -> Result<String, VmError> {
     Ok(m.succeed("hostname", MIN)?.trim().to_string())
 }

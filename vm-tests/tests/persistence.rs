@@ -1,6 +1,7 @@
 //! Persistence as the guide describes it: a disk with the magic header is claimed on the
 //! first boot, SSH keys, web content and a `--restart unless-stopped` container survive
-//! reboots, and disks that did not ask for it are never touched. Plus power cuts.
+//! reboots, disks that did not ask for it are never touched. Plus power cuts. (A full disk,
+//! a one-disk machine and `lightwhale.swap=off` are in `storage.rs`.)
 
 use lightwhale_vm_tests::host::{self, Auth, Ssh};
 use lightwhale_vm_tests::*;
@@ -16,17 +17,17 @@ fn persistence(m: &mut Machine, key: &str) -> Result<String, VmError> {
     Ok(st["persistence"][key].as_str().unwrap_or_default().to_string())
 }
 
+/// The size of the swap file in use, by `lightwhale status --json` (0: none).
+fn swap_file_size(m: &mut Machine) -> Result<u64, VmError> {
+    let st = m.status()?;
+    let areas = st["swap"].as_array().cloned().unwrap_or_default();
+    let file = areas.iter().find(|a| a["path"] == "/mnt/lightwhale-data/swapfile");
+    Ok(file.and_then(|a| a["size_bytes"].as_u64()).unwrap_or(0))
+}
+
 /// The line of the console that reports the persistence outcome of the current boot.
 fn persistence_line(m: &mut Machine) -> Result<String, VmError> {
     m.wait_for_console_line("lightwhale: persistence ready:", 5 * MIN)
-}
-
-/// An empty directory for this test's disk images.
-fn fresh_dir(name: &str) -> Result<std::path::PathBuf, VmError> {
-    let dir = work_dir().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| VmError::Host(e.to_string()))?;
-    Ok(dir)
 }
 
 /// A disk with some non-zero content, so "unchanged" means something.
@@ -78,6 +79,8 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     assert_eq!(m.succeed("findmnt -n -o SOURCE /mnt/lightwhale-data", MIN)?.trim(), "/dev/sda1");
     assert_eq!(m.succeed("findmnt -n -o FSTYPE /mnt/lightwhale-data", MIN)?.trim(), "ext4");
     assert!(m.succeed("findmnt -n -o FSTYPE /etc", MIN)?.contains("overlay"));
+    let swap = swap_file_size(&mut m)?;
+    assert!(swap > 64 * MIB, "no swap file after the claim: {swap} bytes");
 
     // The user's changes: an SSH key installed from the host, web content, a container.
     let key = host::ssh_keygen(m.dir())?;
@@ -117,6 +120,7 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     m.login("op", "opsecret", MIN)?;
     assert_eq!(persistence(&mut m, "uuid")?, uuid);
     assert!(m.succeed("d inspect -f '{{.HostConfig.RestartPolicy.Name}}' web", MIN)?.contains("unless-stopped"));
+    assert_eq!(swap_file_size(&mut m)?, swap, "the swap file is not the same after a reboot");
 
     // Boot 3: still the same filesystem, and the file from boot 1.
     m.reboot()?;
@@ -127,6 +131,7 @@ fn persistence_walkthrough() -> Result<(), VmError> {
     assert_eq!(persistence(&mut m, "uuid")?, uuid, "the persistence disk was reformatted");
     let boots = m.console_history()?;
     assert_eq!(boots.matches("claim sda: step 1/4").count(), 1, "claimed more than once in three boots");
+
     // The ACPI power button powers off cleanly: QEMU exits, the data disk is left clean.
     m.sudo("dmesg -n 7", MIN)?;
     let mark = m.console.mark();

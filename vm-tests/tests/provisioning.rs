@@ -97,13 +97,6 @@ fn json(m: &mut Machine, path: &str) -> Result<serde_json::Value, VmError> {
     serde_json::from_str(&text).map_err(|e| VmError::Host(format!("{path} is not JSON: {e}: {text}")))
 }
 
-fn fresh_dir(name: &str) -> Result<std::path::PathBuf, VmError> {
-    let dir = work_dir().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| VmError::Host(e.to_string()))?;
-    Ok(dir)
-}
-
 /// A password login must be refused by the server, not fail for another reason.
 fn password_refused(ssh: &Ssh) -> Result<(), VmError> {
     match ssh.run(Auth::Password("opsecret"), "true") {

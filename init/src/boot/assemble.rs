@@ -1,5 +1,6 @@
 //! The system assembled inside the image, before any service: drivers, RAM mounts,
-//! persistence and the overlays, the logs' place, the NoCloud seed. When `assemble` returns,
+//! persistence (with room kept on a full disk) and the overlays, the logs' place, the
+//! NoCloud seed. When `assemble` returns,
 //! /etc, /home, /root and /var/www are the user's.
 
 use crate::boot::stage1;
@@ -14,6 +15,7 @@ use crate::persist::{self, mount::MountError as PersistError, DeviceReport};
 use std::path::Path;
 
 use lightwhale_types::constants::VOLATILE_DIR as VOLATILE_BASE;
+use lightwhale_types::space;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
@@ -34,6 +36,8 @@ pub struct System {
     pub persistence: Persistence,
     /// The image's own /etc/shadow, read before the overlays hide it (`password_notices`).
     pub image_shadow: String,
+    /// The persistence disk's reserve; None without a persistence disk.
+    pub reserve: Option<lightwhale_types::space::Reserve>,
 }
 
 /// The phases, in order.
@@ -42,12 +46,13 @@ pub fn assemble(opts: &Options) -> Result<System, SystemError> {
     let loader = drivers(&config, opts)?;
     volatile_mounts(&config)?;
     let (persistence, reports) = persistence(opts)?;
+    let reserve = disk_space(opts, &persistence);
     let image_shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
     overlays(&config)?;
     place_logs(&persistence);
     // The seed is applied to the persisted /etc, before any service reads it.
     crate::nocloud::provision(opts, &reports, &config, &loader);
-    Ok(System { config, loader, persistence, image_shadow })
+    Ok(System { config, loader, persistence, image_shadow, reserve })
 }
 
 /// The drivers for the hardware present, and the filesystem modules `init.ron` names.
@@ -98,6 +103,23 @@ fn persistence(opts: &Options) -> Result<(Persistence, Vec<DeviceReport>), Syste
         log::warn!("writing {}: {e}", facts::PERSISTENCE);
     }
     Ok((persistence, reports))
+}
+
+/// On a full persistence disk, the reserve is released before anything writes to it; then
+/// swap to a file on the disk.
+fn disk_space(opts: &Options, persistence: &Persistence) -> Option<space::Reserve> {
+    if !matches!(persistence, Persistence::Device { .. }) {
+        return None;
+    }
+    let reserve = persist::reserve::at_boot(Path::new(space::RESERVE_FILE));
+    if let Some(r) = &reserve {
+        if let Err(e) = facts::write(space::SPACE_FACTS, r) {
+            log::warn!("writing {}: {e}", space::SPACE_FACTS);
+        }
+    }
+    let uuid = persist::ready::random_bytes()[..16].try_into().unwrap_or_default();
+    persist::swap::at_boot(opts.swap, Path::new(space::SWAP_FILE), uuid);
+    reserve
 }
 
 /// The overlays that merge the persisted directories over the image's.

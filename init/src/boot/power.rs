@@ -1,6 +1,6 @@
-//! The end of every boot: after the services are stopped, unmount what can be unmounted,
-//! leave the persistence device clean (read-only if it could not be unmounted), then
-//! reboot, power off or halt.
+//! The end of every boot: after the services are stopped, switch the swap file off,
+//! unmount what can be unmounted, leave the persistence device clean (read-only if it could
+//! not be unmounted), then reboot, power off or halt.
 
 use crate::service::signals::PowerRequest;
 use crate::{mountinfo, persist};
@@ -22,6 +22,7 @@ pub fn unmount_order(mountinfo: &str) -> Vec<PathBuf> {
 pub fn finish(req: PowerRequest) -> ! {
     // The init's log file lives on what is unmounted next; from here on, console only.
     crate::logging::console::detach_file();
+    persist::swap::off(Path::new(lightwhale_types::space::SWAP_FILE));
     nix::unistd::sync();
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut failed = Vec::new();

@@ -92,7 +92,8 @@ fn take_over_signals() {
 /// The supervisor over the modules' services; a configuration it cannot use stops the boot.
 fn supervisor(system: System, opts: &crate::cmdline::Options) -> Supervisor {
     let notices = crate::service::password_notices::Notices::new(&system.image_shadow);
-    match Supervisor::new(system.config.services, &system.config.seccomp, opts.seccomp, notices) {
+    let chores = crate::service::chores::Chores::new(notices, system.reserve);
+    match Supervisor::new(system.config.services, &system.config.seccomp, opts.seccomp, chores) {
         Ok(s) => s,
         Err(e) => crate::fatal(&format!("cannot set up the service supervisor: {e}")),
     }

@@ -58,6 +58,7 @@ mod tests {
             image: ImageKind::NotAnImage,
             ext4: None,
             seed,
+            ..Default::default()
         }
     }
 

@@ -32,11 +32,16 @@ pub enum ClaimError {
     Write { disk: String, what: &'static str, offset: u64, source: std::io::Error },
     #[error("claim {disk}: partition {part} did not appear within {secs} s after re-reading the partition table")]
     NoPartition { disk: String, part: String, secs: u64 },
+    #[error("claim {disk}: it does not lie wholly after the boot image on {parent} (or its place there is unknown); nothing was written")]
+    InBootImage { disk: String, parent: String },
+    #[error("claim {disk}: its disk {parent} has the magic header and is claimed whole; nothing was written")]
+    DiskHasMagic { disk: String, parent: String },
     #[error("claim {disk}: creating the filesystem on {part} failed: {detail}")]
     Mkfs { disk: String, part: String, detail: String },
 }
 
 nix::ioctl_read!(blk_getsize64, 0x12, 114, u64);
+pub(super) use blk_getsize64 as block_device_size;
 nix::ioctl_read_bad!(blk_sszget, 0x1268, libc::c_int);
 nix::ioctl_none!(blk_rrpart, 0x12, 95);
 nix::ioctl_write_ptr_bad!(blk_pg, 0x1269, BlkpgIoctlArg);
@@ -67,9 +72,23 @@ pub struct Paths<'a> {
     pub sys_class_block: &'a Path,
 }
 
-/// Runs mkfs for the new partition. Injected so host tests can use the host's mke2fs and
-/// the image uses its own.
-pub type Mkfs<'a> = &'a dyn Fn(&Path) -> Result<(), String>;
+/// Runs mkfs for the new partition, the filesystem as long as the given bytes when there
+/// are some (else the whole partition). Injected so host tests can use the host's mke2fs
+/// and the image uses its own.
+pub type Mkfs<'a> = &'a dyn Fn(&Path, Option<u64>) -> Result<(), String>;
+
+/// mke2fs's arguments for the persistence filesystem on `part`, `fs_bytes` long if given.
+pub fn mkfs_args(part: &Path, fs_bytes: Option<u64>) -> Vec<String> {
+    let mut args: Vec<String> = ["-q", "-F", "-t", "ext4", "-L", super::LABEL, "-E", "lazy_itable_init=1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(part.to_string_lossy().into_owned());
+    if let Some(bytes) = fs_bytes {
+        args.push(format!("{}k", bytes / 1024));
+    }
+    args
+}
 
 pub const STEPS: u32 = 4;
 
@@ -158,7 +177,7 @@ pub fn claim(disk: &str, paths: &Paths, mkfs: Mkfs, random: [u8; 32]) -> Result<
 
     log::info!("claim {disk}: step 2/{STEPS}: creating the ext4 filesystem on {part}");
     let part_path = paths.dev.join(&part);
-    mkfs(&part_path).map_err(|detail| ClaimError::Mkfs { disk: disk.into(), part: part.clone(), detail })?;
+    mkfs(&part_path, None).map_err(|detail| ClaimError::Mkfs { disk: disk.into(), part: part.clone(), detail })?;
 
     log::info!("claim {disk}: step 3/{STEPS}: flushing {part} to the device");
     let flush = |p: &Path| File::open(p).and_then(|f| f.sync_all());
@@ -193,7 +212,7 @@ pub fn claim(disk: &str, paths: &Paths, mkfs: Mkfs, random: [u8; 32]) -> Result<
 }
 
 /// Read-write with O_EXCL: on a block device that fails if anything has it mounted.
-fn open_exclusive(disk: &str, dev_path: &Path) -> Result<File, ClaimError> {
+pub(super) fn open_exclusive(disk: &str, dev_path: &Path) -> Result<File, ClaimError> {
     OpenOptions::new()
         .read(true)
         .write(true)

@@ -2,7 +2,9 @@
 //! mount, which one to claim (format!), or whether to fall back to tmpfs.
 //!
 //! Pure and small on purpose: this is the only place that can choose to format a disk, and
-//! it can only do so for a whole disk whose first bytes carried the magic header.
+//! it can only do so for a whole disk whose first bytes carried the magic header, or for a
+//! partition that carried it (or the marker of its own claim cut short) and lies wholly
+//! outside any boot image and any other partition of its disk.
 
 use super::ext4::Superblock;
 use super::header::ImageKind;
@@ -13,7 +15,7 @@ pub use lightwhale_types::constants::DATA_LABEL as LABEL;
 pub const MIN_CLAIM_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What the sandboxed scan reports for one block device.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceReport {
     /// Kernel name, e.g. `sda`, `sda1`, `nvme0n1p1`.
     pub name: String,
@@ -21,13 +23,22 @@ pub struct DeviceReport {
     pub parent: Option<String>,
     pub size_bytes: u64,
     pub read_only: bool,
-    /// Magic header at byte 0 (only meaningful for whole disks).
+    /// Magic header at byte 0 (of a whole disk, or of a partition: claims that partition alone).
     pub magic: bool,
     pub image: ImageKind,
     pub ext4: Option<Superblock>,
     /// A cloud-init NoCloud seed (a filesystem labelled `cidata`): never claimed.
     #[serde(default)]
     pub seed: Option<crate::persist::header::SeedFs>,
+    /// For a partition: where it starts on its disk.
+    #[serde(default)]
+    pub start_bytes: Option<u64>,
+    /// For an image: how many bytes from the device's start it covers.
+    #[serde(default)]
+    pub image_bytes: Option<u64>,
+    /// For a partition: the marker of a claim of it that was cut short.
+    #[serde(default)]
+    pub claim_marker: bool,
 }
 
 impl DeviceReport {
@@ -44,6 +55,16 @@ pub enum Plan {
     Mount { device: String, fsck: bool },
     /// Partition and format this whole disk; it carries the magic header.
     Claim { disk: String },
+    /// Format this partition alone (of `disk`); it carries the magic header or the marker of
+    /// its own claim cut short.
+    ClaimPartition { partition: String, disk: String },
+}
+
+/// Why a device that asked to be claimed is not: a note (by design) or a warning (the user
+/// can fix it).
+enum Refusal {
+    Note(String),
+    Warning(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,37 +84,27 @@ pub fn decide(mode: PersistenceMode, devices: &[DeviceReport]) -> Decision {
         return Decision { plan: Plan::Tmpfs, notes, warnings };
     }
 
+    // On a boot image: the image itself, or a partition of a disk holding one that does not
+    // lie wholly after the image's end (a one-disk machine's persistence partition does).
     let on_image = |d: &DeviceReport| {
-        let disk = d.parent.as_deref().unwrap_or(&d.name);
-        devices.iter().any(|x| x.name == disk && x.image.is_image())
+        if d.image.is_image() {
+            return true;
+        }
+        let Some(disk) = d.parent.as_deref().and_then(|p| devices.iter().find(|x| x.name == p)) else {
+            return false;
+        };
+        disk.image.is_image() && !matches!((disk.image_bytes, d.start_bytes), (Some(end), Some(s)) if s >= end)
     };
     let parent_has_magic = |d: &DeviceReport| {
         d.parent.as_deref().is_some_and(|p| devices.iter().any(|x| x.name == p && x.magic && !x.image.is_image()))
     };
 
-    let holds_seed = |d: &DeviceReport| {
-        devices.iter().any(|x| x.seed.is_some() && (x.name == d.name || x.parent.as_deref() == Some(&d.name)))
-    };
     let mut claimable: Vec<&DeviceReport> = Vec::new();
-    for d in devices.iter().filter(|d| d.is_whole_disk() && d.magic) {
-        if holds_seed(d) {
-            notes.push(format!("{}: has the magic header but holds a cidata seed; never claimed", d.name));
-        } else if d.image.is_image() {
-            notes.push(format!(
-                "{}: has the magic header but holds a boot image ({:?}); never claimed",
-                d.name, d.image
-            ));
-        } else if d.read_only {
-            warnings.push(format!("{}: has the magic header but is read-only; not claimed", d.name));
-        } else if d.size_bytes < MIN_CLAIM_BYTES {
-            warnings.push(format!(
-                "{}: has the magic header but is only {} MiB; persistence needs at least {} MiB. Use a larger disk.",
-                d.name,
-                d.size_bytes / (1024 * 1024),
-                MIN_CLAIM_BYTES / (1024 * 1024)
-            ));
-        } else {
-            claimable.push(d);
+    for d in devices.iter().filter(|d| d.magic || (d.claim_marker && !d.is_whole_disk())) {
+        match refusal(d, devices) {
+            Some(Refusal::Note(n)) => notes.push(n),
+            Some(Refusal::Warning(w)) => warnings.push(w),
+            None => claimable.push(d),
         }
     }
     claimable.sort_by(|a, b| a.name.cmp(&b.name));
@@ -107,7 +118,7 @@ pub fn decide(mode: PersistenceMode, devices: &[DeviceReport]) -> Decision {
             if on_image(d) {
                 notes.push(format!("{}: labelled {LABEL} but on a boot image; ignored", d.name));
                 false
-            } else if d.magic || parent_has_magic(d) {
+            } else if d.magic || d.claim_marker || parent_has_magic(d) {
                 notes.push(format!(
                     "{}: labelled {LABEL} but its disk still has the magic header (interrupted claim)",
                     d.name
@@ -149,11 +160,82 @@ pub fn decide(mode: PersistenceMode, devices: &[DeviceReport]) -> Decision {
             ));
         }
         notes.push(format!("{}: magic header found, {} MiB", disk.name, disk.size_bytes / (1024 * 1024)));
-        return Decision { plan: Plan::Claim { disk: disk.name.clone() }, notes, warnings };
+        let plan = match &disk.parent {
+            None => Plan::Claim { disk: disk.name.clone() },
+            Some(parent) => Plan::ClaimPartition { partition: disk.name.clone(), disk: parent.clone() },
+        };
+        return Decision { plan, notes, warnings };
     }
 
     notes.push("no persistence device: using tmpfs, changes are lost at power-off".to_string());
     Decision { plan: Plan::Tmpfs, notes, warnings }
+}
+
+/// Why `d`, which asked to be claimed, must not be; None when it may.
+fn refusal(d: &DeviceReport, devices: &[DeviceReport]) -> Option<Refusal> {
+    let holds_seed =
+        devices.iter().any(|x| x.seed.is_some() && (x.name == d.name || x.parent.as_deref() == Some(&d.name)));
+    let parent = d.parent.as_deref().and_then(|p| devices.iter().find(|x| x.name == p));
+    if holds_seed {
+        return Some(Refusal::Note(format!("{}: has the magic header but holds a cidata seed; never claimed", d.name)));
+    }
+    if d.image.is_image() {
+        return Some(Refusal::Note(format!(
+            "{}: has the magic header but holds a boot image ({:?}); never claimed",
+            d.name, d.image
+        )));
+    }
+    if d.parent.is_some() {
+        if let Some(why) = partition_refusal(d, parent, devices) {
+            return Some(Refusal::Note(why));
+        }
+    }
+    if d.read_only {
+        return Some(Refusal::Warning(format!("{}: has the magic header but is read-only; not claimed", d.name)));
+    }
+    if d.size_bytes < MIN_CLAIM_BYTES {
+        return Some(Refusal::Warning(format!(
+            "{}: has the magic header but is only {} MiB; persistence needs at least {} MiB. Use a larger disk.",
+            d.name,
+            d.size_bytes / (1024 * 1024),
+            MIN_CLAIM_BYTES / (1024 * 1024)
+        )));
+    }
+    None
+}
+
+/// A partition is claimed alone only where it cannot touch anything else: its disk does
+/// not ask to be claimed whole, it starts after the end of a boot image on its disk, and it
+/// overlaps no other partition.
+fn partition_refusal(d: &DeviceReport, parent: Option<&DeviceReport>, devices: &[DeviceReport]) -> Option<String> {
+    let (Some(parent), Some(start)) = (parent, d.start_bytes) else {
+        return Some(format!("{}: has the magic header but its disk or place on it is unknown; not claimed", d.name));
+    };
+    if parent.magic {
+        return Some(format!("{}: its disk {} has the magic header and is claimed whole", d.name, parent.name));
+    }
+    if parent.image.is_image() {
+        match parent.image_bytes {
+            Some(end) if start >= end => {}
+            _ => {
+                return Some(format!(
+                    "{}: has the magic header but lies within the boot image on {}; never claimed",
+                    d.name, parent.name
+                ))
+            }
+        }
+    }
+    let end = start + d.size_bytes;
+    let overlapping = devices
+        .iter()
+        .filter(|x| x.name != d.name && x.parent == d.parent)
+        .find(|x| x.start_bytes.is_none_or(|s| s < end && start < s + x.size_bytes));
+    overlapping.map(|x| {
+        format!(
+            "{}: has the magic header but overlaps {} on the same disk; not claimed. Fix the partition table.",
+            d.name, x.name
+        )
+    })
 }
 
 #[cfg(test)]
@@ -173,6 +255,7 @@ mod tests {
             image: ImageKind::NotAnImage,
             ext4: None,
             seed: None,
+            ..Default::default()
         }
     }
     fn magic(name: &str, size: u64) -> DeviceReport {
@@ -217,11 +300,74 @@ mod tests {
         assert_eq!(decide(PersistenceMode::Tmpfs, &devs).plan, Plan::Tmpfs);
     }
 
+    fn part(name: &str, parent: &str, start: u64, size: u64) -> DeviceReport {
+        DeviceReport { parent: Some(parent.into()), start_bytes: Some(start), ..disk(name, size) }
+    }
+
+    /// A disk written from the hybrid ISO: the image from sector 0 (its MBR's partition 1
+    /// covers it, partition 2 is the ESP inside it), then what the user added after it.
+    fn one_disk(extra: Vec<DeviceReport>) -> Vec<DeviceReport> {
+        let image = 175 << 20;
+        let mut v = vec![
+            DeviceReport { image: iso("vda"), image_bytes: Some(image), ..disk("vda", 4 * GIB) },
+            DeviceReport { image: iso("vda1"), image_bytes: Some(image), ..part("vda1", "vda", 0, image) },
+            part("vda2", "vda", 70 << 10, 5 << 20),
+        ];
+        v.extend(extra);
+        v
+    }
+
     #[test]
-    fn header_on_a_partition_is_not_a_claim() {
-        let part = DeviceReport { parent: Some("sda".into()), magic: true, ..disk("sda1", GIB) };
-        let d = decide(PersistenceMode::Auto, &[disk("sda", GIB), part]);
+    fn a_partition_with_the_header_is_claimed_alone() {
+        let opted = DeviceReport { magic: true, ..part("sda2", "sda", GIB, GIB) };
+        let d = decide(
+            PersistenceMode::Auto,
+            &[disk("sda", 3 * GIB), part("sda1", "sda", 1 << 20, GIB - (1 << 20)), opted],
+        );
+        assert_eq!(d.plan, Plan::ClaimPartition { partition: "sda2".into(), disk: "sda".into() });
+    }
+
+    #[test]
+    fn on_a_one_disk_machine_only_the_opted_in_partition_after_the_image() {
+        let opted = DeviceReport { magic: true, ..part("vda3", "vda", 176 << 20, GIB) };
+        let bystander = part("vda4", "vda", (176 << 20) + GIB, 100 << 20);
+        let d = decide(PersistenceMode::Auto, &one_disk(vec![opted.clone(), bystander.clone()]));
+        assert_eq!(d.plan, Plan::ClaimPartition { partition: "vda3".into(), disk: "vda".into() });
+        // No opt-in, no claim.
+        assert_eq!(decide(PersistenceMode::Auto, &one_disk(vec![bystander.clone()])).plan, Plan::Tmpfs);
+        // A header inside the image's region (the ESP, or a partition that starts too early).
+        let esp = DeviceReport { magic: true, ..part("vda2", "vda", 70 << 10, 5 << 20) };
+        let mut devs = one_disk(vec![]);
+        devs[2] = esp;
+        assert_eq!(decide(PersistenceMode::Auto, &devs).plan, Plan::Tmpfs);
+        let early = DeviceReport { start_bytes: Some(100 << 20), ..opted.clone() };
+        let d = decide(PersistenceMode::Auto, &one_disk(vec![early]));
         assert_eq!(d.plan, Plan::Tmpfs);
+        assert!(d.notes.iter().any(|n| n.contains("within the boot image")), "{:?}", d.notes);
+        // An image whose size is unknown protects the whole disk.
+        let mut devs = one_disk(vec![opted.clone()]);
+        devs[0].image_bytes = None;
+        assert_eq!(decide(PersistenceMode::Auto, &devs).plan, Plan::Tmpfs);
+        // Overlapping another partition: refused.
+        let overlapping = part("vda4", "vda", (176 << 20) + GIB - 1, 100 << 20);
+        let d = decide(PersistenceMode::Auto, &one_disk(vec![opted, overlapping]));
+        assert_eq!(d.plan, Plan::Tmpfs);
+        assert!(d.notes.iter().any(|n| n.contains("overlaps vda4")), "{:?}", d.notes);
+    }
+
+    #[test]
+    fn a_partitions_claim_cut_short_is_claimed_again_and_a_whole_disk_claim_wins() {
+        let labelled_marked = DeviceReport { claim_marker: true, ..labelled("sdb2", "sdb", 3, 0) };
+        let marked = DeviceReport { start_bytes: Some(GIB), ..labelled_marked };
+        let d = decide(PersistenceMode::Auto, &[disk("sdb", 3 * GIB), marked.clone()]);
+        assert_eq!(d.plan, Plan::ClaimPartition { partition: "sdb2".into(), disk: "sdb".into() });
+        // The header at the start of the whole disk asks for all of it.
+        let opted = DeviceReport { magic: true, ..part("sdb2", "sdb", GIB, GIB) };
+        let d = decide(PersistenceMode::Auto, &[magic("sdb", 3 * GIB), opted]);
+        assert_eq!(d.plan, Plan::Claim { disk: "sdb".into() });
+        // The marker means nothing on a whole disk.
+        let whole = DeviceReport { claim_marker: true, ..disk("sdc", GIB) };
+        assert_eq!(decide(PersistenceMode::Auto, &[whole]).plan, Plan::Tmpfs);
     }
 
     #[test]
@@ -293,6 +439,16 @@ mod tests {
         let d = decide(PersistenceMode::Auto, &[magic("sdc", GIB), magic("sdb", GIB)]);
         assert_eq!(d.plan, Plan::Claim { disk: "sdb".into() });
         assert!(d.warnings.iter().any(|w| w.starts_with("sdc")));
+    }
+
+    #[test]
+    fn a_one_disk_machines_persistence_partition_after_the_image_is_mounted() {
+        let claimed = DeviceReport { start_bytes: Some(176 << 20), ..labelled("vda3", "vda", 4, 7) };
+        let d = decide(PersistenceMode::Auto, &one_disk(vec![claimed.clone()]));
+        assert_eq!(d.plan, Plan::Mount { device: "vda3".into(), fsck: false });
+        // The same label inside the image's region is not persistence.
+        let inside = DeviceReport { start_bytes: Some(100 << 20), ..claimed };
+        assert_eq!(decide(PersistenceMode::Auto, &one_disk(vec![inside])).plan, Plan::Tmpfs);
     }
 
     #[test]

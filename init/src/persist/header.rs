@@ -21,13 +21,12 @@ pub fn has_magic(head: &[u8]) -> bool {
 }
 
 /// What a device's first bytes say about it being a boot medium.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ImageKind {
+    #[default]
     NotAnImage,
     /// Any ISO 9660 filesystem: a CD or a hybrid image written to a stick.
-    Iso9660 {
-        volume_id: String,
-    },
+    Iso9660 { volume_id: String },
 }
 
 impl ImageKind {
@@ -38,6 +37,36 @@ impl ImageKind {
     pub fn is_lightwhale(&self) -> bool {
         matches!(self, ImageKind::Iso9660 { volume_id } if volume_id == IMAGE_VOLUME_ID)
     }
+}
+
+/// How many bytes from the start of a device an ISO 9660 image covers, by its primary volume
+/// descriptor (the volume space size times the logical block size); None when `head` is not
+/// an image or the fields are missing.
+pub fn image_bytes(head: &[u8]) -> Option<u64> {
+    if !image_kind(head).is_image() {
+        return None;
+    }
+    let pvd = 32768;
+    let blocks = u32::from_le_bytes(head.get(pvd + 80..pvd + 84)?.try_into().ok()?) as u64;
+    let block_size = u16::from_le_bytes(head.get(pvd + 128..pvd + 130)?.try_into().ok()?) as u64;
+    Some(blocks * block_size)
+}
+
+/// The last bytes of a partition while the init claims it: mke2fs erases the header at the
+/// partition's start before the filesystem is complete, so the claim marks the partition at
+/// its end (outside the filesystem, which is made this much shorter) until it is done.
+pub const CLAIM_MARKER_LEN: usize = 4096;
+
+/// True when a partition's last [`CLAIM_MARKER_LEN`] bytes say a claim of it was cut short.
+pub fn has_claim_marker(tail: &[u8]) -> bool {
+    tail.len() == CLAIM_MARKER_LEN && tail.starts_with(MAGIC)
+}
+
+/// The marker as written: the magic, then zeros.
+pub fn claim_marker() -> Vec<u8> {
+    let mut m = vec![0u8; CLAIM_MARKER_LEN];
+    m[..MAGIC.len()].copy_from_slice(MAGIC);
+    m
 }
 
 pub fn image_kind(head: &[u8]) -> ImageKind {
@@ -139,6 +168,22 @@ mod tests {
         assert!(kind.is_image());
         assert!(kind.is_lightwhale());
         assert_eq!(image_kind(&iso_head("debian-13")), ImageKind::Iso9660 { volume_id: "debian-13".into() });
+    }
+
+    #[test]
+    fn an_images_size_comes_from_its_volume_descriptor() {
+        let mut head = iso_head("LIGHTWHALE");
+        head[32768 + 80..32768 + 84].copy_from_slice(&85_504u32.to_le_bytes());
+        head[32768 + 128..32768 + 130].copy_from_slice(&2048u16.to_le_bytes());
+        assert_eq!(image_bytes(&head), Some(175_112_192));
+        assert_eq!(image_bytes(&vec![0u8; PROBE_LEN]), None);
+    }
+
+    #[test]
+    fn the_claim_marker_is_the_magic_at_a_partitions_end() {
+        assert!(has_claim_marker(&claim_marker()));
+        assert!(!has_claim_marker(&vec![0u8; CLAIM_MARKER_LEN]));
+        assert!(!has_claim_marker(MAGIC), "a short tail is no marker");
     }
 
     #[test]

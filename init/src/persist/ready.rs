@@ -2,7 +2,7 @@
 //! the mount, or the tmpfs stand-in. A device that cannot be used leaves the boot on RAM with
 //! a message that says so; only a failing tmpfs stops it.
 
-use super::{claim, decide, ext4, mount, scan, DeviceReport, Plan, MOUNT_POINT};
+use super::{claim, claim_partition, decide, ext4, mount, scan, DeviceReport, Plan, MOUNT_POINT};
 use crate::cmdline::{Options, PersistenceMode};
 use crate::facts::Persistence;
 use crate::logging::console;
@@ -13,6 +13,10 @@ use std::time::Duration;
 
 const MKE2FS: &str = "/usr/sbin/mke2fs";
 const E2FSCK: &str = "/usr/sbin/e2fsck";
+
+fn system_paths() -> claim::Paths<'static> {
+    claim::Paths { dev: Path::new("/dev"), sys_class_block: Path::new("/sys/class/block") }
+}
 
 /// Persistence for this boot, and the scan's reports (the NoCloud seed is found in them).
 pub fn persistence(opts: &Options) -> Result<(Persistence, Vec<DeviceReport>), MountError> {
@@ -63,17 +67,7 @@ fn persistence_from(opts: &Options, reports: &[DeviceReport], target: &Path) -> 
         Plan::Claim { disk } => {
             let step = console::Step::start("claim");
             log::info!("claim {disk}: the magic header asks for this disk to be formatted; claiming it now");
-            let paths = claim::Paths { dev: Path::new("/dev"), sys_class_block: Path::new("/sys/class/block") };
-            let mkfs = |part: &Path| {
-                let p = part.to_string_lossy();
-                command::run(
-                    Path::new(MKE2FS),
-                    &["-q", "-F", "-t", "ext4", "-L", decide::LABEL, "-E", "lazy_itable_init=1", &p],
-                )
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-            };
-            match claim::claim(&disk, &paths, &mkfs, random_bytes()) {
+            match claim::claim(&disk, &system_paths(), &image_mkfs, random_bytes()) {
                 Ok(part) => {
                     step.done(&format!("claimed {disk}: {part} is ext4 labelled {}", decide::LABEL));
                     mount_device(&part, false, target, true)
@@ -86,8 +80,36 @@ fn persistence_from(opts: &Options, reports: &[DeviceReport], target: &Path) -> 
                 }
             }
         }
+        Plan::ClaimPartition { partition, disk } => {
+            let step = console::Step::start("claim");
+            log::info!("claim {partition}: the magic header asks for this partition of {disk} to be formatted; claiming it alone");
+            match claim_partition::claim_partition(&partition, &disk, &system_paths(), &image_mkfs) {
+                Ok(()) => {
+                    step.done(&format!(
+                        "claimed {partition}: ext4 labelled {}; the rest of {disk} is untouched",
+                        decide::LABEL
+                    ));
+                    mount_device(&partition, false, target, true)
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    log::error!(
+                        "persistence is OFF for this boot; the claim of {partition} is retried at the next boot"
+                    );
+                    mount::mount_tmpfs(target)?;
+                    Ok(Persistence::Failed { device: partition, error: e.to_string() })
+                }
+            }
+        }
         Plan::Mount { device, fsck } => mount_device(&device, fsck, target, false),
     }
+}
+
+/// The image's own mke2fs.
+fn image_mkfs(part: &Path, fs_bytes: Option<u64>) -> Result<(), String> {
+    let args = claim::mkfs_args(part, fs_bytes);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    command::run(Path::new(MKE2FS), &args).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn mount_device(device: &str, fsck: bool, target: &Path, claimed: bool) -> Result<Persistence, MountError> {
@@ -169,7 +191,8 @@ fn describe(r: &DeviceReport) -> String {
     s
 }
 
-fn random_bytes() -> [u8; 32] {
+/// Random bytes for identifiers (GUIDs, UUIDs), never blocking.
+pub fn random_bytes() -> [u8; 32] {
     let mut buf = [0u8; 32];
     // GRND_INSECURE: GUIDs need uniqueness, not secrecy, and must not block early in boot.
     // SAFETY: buf is a valid, writable buffer of the given length.

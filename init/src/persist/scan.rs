@@ -6,12 +6,14 @@ use super::{ext4, header};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BlockDev {
     pub name: String,
     pub parent: Option<String>,
     pub size_bytes: u64,
     pub read_only: bool,
+    /// For a partition: where it starts on its disk.
+    pub start_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,43 +61,62 @@ pub fn describe(sys_class_block: &Path, name: &str) -> Option<BlockDev> {
     } else {
         None
     };
+    // sysfs sizes and starts are always in 512-byte units, whatever the logical sector size.
+    let start_bytes = match parent {
+        Some(_) => Some(read_trimmed(&dir.join("start"))?.parse::<u64>().ok()? * 512),
+        None => None,
+    };
     Some(BlockDev {
         name: name.to_string(),
         parent,
-        // sysfs sizes are always in 512-byte units, whatever the logical sector size.
         size_bytes: sectors * 512,
         read_only: read_trimmed(&dir.join("ro")).as_deref() == Some("1"),
+        start_bytes,
     })
 }
 
-/// Reads the first bytes of the device node and turns them into a report.
-/// A device that cannot be read (empty CD drive, dying disk) is reported as blank.
+/// Reads the first bytes of the device node (and a partition's last ones, for the claim
+/// marker) and turns them into a report. A device that cannot be read (empty CD drive,
+/// dying disk) is reported as blank.
 pub fn probe(dev_dir: &Path, dev: &BlockDev) -> DeviceReport {
+    use std::os::unix::fs::FileExt;
     let mut head = Vec::with_capacity(header::PROBE_LEN);
+    let mut tail = Vec::new();
     if dev.size_bytes > 0 {
         match std::fs::File::open(dev_dir.join(&dev.name)) {
             Ok(f) => {
-                if let Err(e) = f.take(header::PROBE_LEN as u64).read_to_end(&mut head) {
+                if let Err(e) = (&f).take(header::PROBE_LEN as u64).read_to_end(&mut head) {
                     log::debug!("{}: read failed: {e}", dev.name);
+                }
+                let len = header::CLAIM_MARKER_LEN as u64;
+                if dev.parent.is_some() && dev.size_bytes >= 2 * len {
+                    tail = vec![0u8; len as usize];
+                    if f.read_exact_at(&mut tail, dev.size_bytes - len).is_err() {
+                        tail.clear();
+                    }
                 }
             }
             Err(e) => log::debug!("{}: open failed: {e}", dev.name),
         }
     }
-    report(dev, &head)
+    report(dev, &head, &tail)
 }
 
-/// Pure: the report for a device given its first bytes.
-pub fn report(dev: &BlockDev, head: &[u8]) -> DeviceReport {
+/// Pure: the report for a device given its first bytes and, for a partition, its last
+/// [`header::CLAIM_MARKER_LEN`] bytes.
+pub fn report(dev: &BlockDev, head: &[u8], tail: &[u8]) -> DeviceReport {
     DeviceReport {
         name: dev.name.clone(),
         parent: dev.parent.clone(),
         size_bytes: dev.size_bytes,
         read_only: dev.read_only,
-        magic: dev.parent.is_none() && header::has_magic(head),
+        magic: header::has_magic(head),
         image: header::image_kind(head),
         ext4: ext4::parse(head),
         seed: crate::persist::header::seed_kind(head),
+        start_bytes: dev.start_bytes,
+        image_bytes: header::image_bytes(head),
+        claim_marker: dev.parent.is_some() && header::has_claim_marker(tail),
     }
 }
 
@@ -164,12 +185,17 @@ mod tests {
     }
 
     #[test]
-    fn magic_only_counts_on_whole_disks() {
+    fn magic_on_disks_and_partitions_the_claim_marker_on_partitions_only() {
         let head = b"lightwhale-please-format-me\n";
-        let whole = BlockDev { name: "sda".into(), parent: None, size_bytes: 1 << 30, read_only: false };
-        let part = BlockDev { name: "sda1".into(), parent: Some("sda".into()), ..whole.clone() };
-        assert!(report(&whole, head).magic);
-        assert!(!report(&part, head).magic);
+        let whole = BlockDev { name: "sda".into(), size_bytes: 1 << 30, ..Default::default() };
+        let part =
+            BlockDev { name: "sda1".into(), parent: Some("sda".into()), start_bytes: Some(1 << 20), ..whole.clone() };
+        assert!(report(&whole, head, &[]).magic);
+        let p = report(&part, head, &[]);
+        assert!(p.magic && p.start_bytes == Some(1 << 20) && !p.claim_marker);
+        let marker = header::claim_marker();
+        assert!(report(&part, &[], &marker).claim_marker);
+        assert!(!report(&whole, &[], &marker).claim_marker);
     }
 
     #[test]
@@ -181,8 +207,9 @@ mod tests {
                     name: name.into(),
                     parent: parent.map(String::from),
                     size_bytes: 1 << 30,
-                    read_only: false,
+                    ..Default::default()
                 },
+                &[],
                 &[],
             )
         };

@@ -1,7 +1,7 @@
 //! The supervisor's loop: it waits for signals, the power button and the services' output,
 //! drives each service's state machine (`state`) through its conditions (`conditions`),
 //! starts (`spawn`) and restarts (`restart`) it, reaps every zombie, publishes the services'
-//! facts, and keeps the default-password notices in step. `shutdown` ends it.
+//! facts, and runs the `chores` every half minute. `shutdown` ends it.
 
 use super::conditions::conditions_met;
 use super::restart::after_failure;
@@ -22,9 +22,6 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// How often the default-password notices are checked against /etc/shadow.
-const NOTICE_EVERY: Duration = Duration::from_secs(30);
 
 pub(super) struct Unit {
     pub(super) svc: Service,
@@ -49,8 +46,7 @@ pub struct Supervisor {
     pub(super) units: Vec<Unit>,
     /// Something changed that `lightwhale status` shows.
     pub(super) changed: bool,
-    notices: crate::service::password_notices::Notices,
-    notices_checked: Option<Instant>,
+    chores: crate::service::chores::Chores,
     signals: SignalFd,
     buttons: Vec<File>,
 }
@@ -62,7 +58,7 @@ impl Supervisor {
         services: Vec<Service>,
         profiles: &BTreeMap<String, seccomp::Named>,
         mode: seccomp::Mode,
-        notices: crate::service::password_notices::Notices,
+        chores: crate::service::chores::Chores,
     ) -> nix::Result<Supervisor> {
         let signals = SignalFd::with_flags(&handled_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         let buttons = input::open_power_buttons(Path::new("/sys/class/input"), Path::new("/dev/input"));
@@ -110,7 +106,7 @@ impl Supervisor {
                 }
             })
             .collect();
-        Ok(Supervisor { units, changed: true, notices, notices_checked: None, signals, buttons })
+        Ok(Supervisor { units, changed: true, chores, signals, buttons })
     }
 
     /// Supervises until a power request arrives.
@@ -159,10 +155,7 @@ impl Supervisor {
 
     fn advance(&mut self) {
         let now = Instant::now();
-        if self.notices_checked.is_none_or(|t| now.saturating_duration_since(t) >= NOTICE_EVERY) {
-            self.notices.refresh();
-            self.notices_checked = Some(now);
-        }
+        self.chores.run_when_due(now);
         for i in 0..self.units.len() {
             let unit = &mut self.units[i];
             if let State::Stopping { pid, kill_at } = unit.state {
@@ -262,7 +255,7 @@ impl Supervisor {
                 }
                 _ => None,
             })
-            .chain([NOTICE_EVERY])
+            .chain([crate::service::chores::EVERY])
             .min()
     }
 

@@ -85,6 +85,20 @@ pub fn mbr(partitions: &[(u32, u32)]) -> Vec<u8> {
     s
 }
 
+/// The whole disk and its first four partitions, as the init's scan reports them.
+pub fn scan_reports(d: &LoopDisk) -> Vec<lightwhale_init::persist::DeviceReport> {
+    use lightwhale_init::persist::scan;
+    let sys = Path::new("/sys/class/block");
+    let mut names = vec![d.name.clone()];
+    for n in 1..5 {
+        let p = scan::partition_name(&d.name, n);
+        if sys.join(&p).exists() {
+            names.push(p);
+        }
+    }
+    names.iter().filter_map(|n| scan::describe(sys, n)).map(|b| scan::probe(Path::new("/dev"), &b)).collect()
+}
+
 pub fn blkid(dev: &Path, tag: &str) -> String {
     let out = Command::new("blkid").args(["-p", "-s", tag, "-o", "value"]).arg(dev).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()

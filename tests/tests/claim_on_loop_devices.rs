@@ -1,7 +1,7 @@
 //! The persistence scan, decision and claim on real block devices (loop devices).
 //! Needs root: `cargo xtask test` runs these.
 
-use lightwhale_host_tests::{blkid, host_mkfs, LoopDisk};
+use lightwhale_host_tests::{blkid, host_mkfs, scan_reports, LoopDisk};
 use lightwhale_init::cmdline::PersistenceMode;
 use lightwhale_init::persist::{claim, decide, header, scan, Plan};
 use std::path::Path;
@@ -13,24 +13,11 @@ fn paths() -> claim::Paths<'static> {
     claim::Paths { dev: Path::new("/dev"), sys_class_block: Path::new("/sys/class/block") }
 }
 
-fn report(d: &LoopDisk) -> Vec<lightwhale_init::persist::DeviceReport> {
-    // The whole disk and its partitions, as the init's scan sees them.
-    let sys = Path::new("/sys/class/block");
-    let mut names = vec![d.name.clone()];
-    for n in 1..4 {
-        let p = scan::partition_name(&d.name, n);
-        if sys.join(&p).exists() {
-            names.push(p);
-        }
-    }
-    names.iter().filter_map(|n| scan::describe(sys, n)).map(|b| scan::probe(Path::new("/dev"), &b)).collect()
-}
-
 #[test]
 #[ignore = "needs root and loop devices: run with `cargo xtask test`"]
 fn header_disk_is_claimed_then_found_by_label() {
     let d = LoopDisk::new("claim", 128 * MIB, MAGIC_ECHO);
-    let reports = report(&d);
+    let reports = scan_reports(&d);
     assert!(reports[0].magic);
     let decision = decide::decide(PersistenceMode::Auto, &reports);
     assert_eq!(decision.plan, Plan::Claim { disk: d.name.clone() });
@@ -48,7 +35,7 @@ fn header_disk_is_claimed_then_found_by_label() {
     assert!(!header::has_magic(&d.read(0, 512)), "the header must be erased at the end");
 
     // The next boot mounts it instead of claiming again.
-    let again = decide::decide(PersistenceMode::Auto, &report(&d));
+    let again = decide::decide(PersistenceMode::Auto, &scan_reports(&d));
     assert_eq!(again.plan, Plan::Mount { device: part.clone(), fsck: false });
     // And the claim code itself refuses a disk whose header is gone.
     let before = d.sha256();
@@ -61,7 +48,7 @@ fn header_disk_is_claimed_then_found_by_label() {
 fn disk_without_header_is_left_byte_for_byte() {
     let d = LoopDisk::new("plain", 96 * MIB, b"some old bootloader bytes");
     let before = d.sha256();
-    let decision = decide::decide(PersistenceMode::Auto, &report(&d));
+    let decision = decide::decide(PersistenceMode::Auto, &scan_reports(&d));
     assert_eq!(decision.plan, Plan::Tmpfs);
     let err = claim::claim(&d.name, &paths(), &host_mkfs, [1u8; 32]).unwrap_err();
     assert!(matches!(err, claim::ClaimError::NoMagic { .. }), "{err}");
@@ -78,7 +65,7 @@ fn boot_image_with_forged_header_is_never_claimed() {
     head[32808..32818].copy_from_slice(b"LIGHTWHALE");
     let d = LoopDisk::new("iso", 96 * MIB, &head);
     let before = d.sha256();
-    assert_eq!(decide::decide(PersistenceMode::Auto, &report(&d)).plan, Plan::Tmpfs);
+    assert_eq!(decide::decide(PersistenceMode::Auto, &scan_reports(&d)).plan, Plan::Tmpfs);
     assert!(matches!(claim::claim(&d.name, &paths(), &host_mkfs, [1u8; 32]), Err(claim::ClaimError::BootImage { .. })));
     assert_eq!(before, d.sha256());
 }
@@ -95,7 +82,7 @@ fn interrupted_claim_is_claimed_again() {
     };
     assert!(matches!(claim::claim(&d.name, &paths(), &cut, [2u8; 32]), Err(claim::ClaimError::Mkfs { .. })));
     assert!(header::has_magic(&d.read(0, 512)), "the header must survive an interrupted claim");
-    let reports = report(&d);
+    let reports = scan_reports(&d);
     assert!(
         reports.iter().any(|r| r.ext4.as_ref().is_some_and(|s| s.label == "lightwhale-data")),
         "the half-claimed filesystem is visible"
@@ -106,7 +93,10 @@ fn interrupted_claim_is_claimed_again() {
     let part = claim::claim(&d.name, &paths(), &host_mkfs, [3u8; 32]).expect("second claim");
     let uuid = blkid(&Path::new("/dev").join(&part), "UUID");
     assert_ne!(first_uuid, uuid, "the half-made filesystem is replaced");
-    assert_eq!(decide::decide(PersistenceMode::Auto, &report(&d)).plan, Plan::Mount { device: part, fsck: false });
+    assert_eq!(
+        decide::decide(PersistenceMode::Auto, &scan_reports(&d)).plan,
+        Plan::Mount { device: part, fsck: false }
+    );
 }
 
 #[test]
@@ -114,7 +104,7 @@ fn interrupted_claim_is_claimed_again() {
 fn small_disk_is_refused_and_untouched() {
     let d = LoopDisk::new("small", 32 * MIB, MAGIC_ECHO);
     let before = d.sha256();
-    let decision = decide::decide(PersistenceMode::Auto, &report(&d));
+    let decision = decide::decide(PersistenceMode::Auto, &scan_reports(&d));
     assert_eq!(decision.plan, Plan::Tmpfs);
     assert!(decision.warnings.iter().any(|w| w.contains("64 MiB")), "{:?}", decision.warnings);
     assert_eq!(before, d.sha256());
@@ -127,8 +117,8 @@ fn two_labelled_disks_pick_one_and_warn() {
     let b = LoopDisk::new("two-b", 96 * MIB, MAGIC_ECHO);
     let pa = claim::claim(&a.name, &paths(), &host_mkfs, [7u8; 32]).unwrap();
     let pb = claim::claim(&b.name, &paths(), &host_mkfs, [8u8; 32]).unwrap();
-    let mut reports = report(&a);
-    reports.extend(report(&b));
+    let mut reports = scan_reports(&a);
+    reports.extend(scan_reports(&b));
     let d1 = decide::decide(PersistenceMode::Auto, &reports);
     reports.reverse();
     let d2 = decide::decide(PersistenceMode::Auto, &reports);

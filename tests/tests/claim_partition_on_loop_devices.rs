@@ -2,9 +2,9 @@
 //! table): only the opted-in partition is written, on a plain disk and on a disk that holds
 //! a boot image from sector 0 (a one-disk machine). Needs root: `cargo xtask test` runs these.
 
-use lightwhale_host_tests::{blkid, host_mkfs, mbr, LoopDisk};
+use lightwhale_host_tests::{blkid, host_mkfs, mbr, scan_reports, LoopDisk};
 use lightwhale_init::cmdline::PersistenceMode;
-use lightwhale_init::persist::{claim, claim_partition, decide, header, scan, DeviceReport, Plan};
+use lightwhale_init::persist::{claim, claim_partition, decide, header, scan, Plan};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -14,18 +14,6 @@ const MAGIC_PRINTF: &[u8] = b"lightwhale-please-format-me";
 
 fn paths() -> claim::Paths<'static> {
     claim::Paths { dev: Path::new("/dev"), sys_class_block: Path::new("/sys/class/block") }
-}
-
-fn report(d: &LoopDisk) -> Vec<DeviceReport> {
-    let sys = Path::new("/sys/class/block");
-    let mut names = vec![d.name.clone()];
-    for n in 1..5 {
-        let p = scan::partition_name(&d.name, n);
-        if sys.join(&p).exists() {
-            names.push(p);
-        }
-    }
-    names.iter().filter_map(|n| scan::describe(sys, n)).map(|b| scan::probe(Path::new("/dev"), &b)).collect()
 }
 
 /// Writes `data` at `offset` of the disk through its loop device, as `dd` would.
@@ -72,7 +60,7 @@ fn a_partition_with_the_header_is_claimed_alone_and_mounted_next_time() {
     let (before_p1, before_tail) = (bytes(&d, MIB, 64 * MIB as usize), bytes(&d, 193 * MIB, 63 * MIB as usize));
 
     let part2 = scan::partition_name(&d.name, 2);
-    let plan = decide::decide(PersistenceMode::Auto, &report(&d)).plan;
+    let plan = decide::decide(PersistenceMode::Auto, &scan_reports(&d)).plan;
     assert_eq!(plan, Plan::ClaimPartition { partition: part2.clone(), disk: d.name.clone() });
     claim_partition::claim_partition(&part2, &d.name, &paths(), &host_mkfs).expect("claim");
 
@@ -89,7 +77,7 @@ fn a_partition_with_the_header_is_claimed_alone_and_mounted_next_time() {
     let fsck = std::process::Command::new("e2fsck").args(["-fn"]).arg(&dev2).output().unwrap();
     assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
 
-    let again = decide::decide(PersistenceMode::Auto, &report(&d));
+    let again = decide::decide(PersistenceMode::Auto, &scan_reports(&d));
     assert_eq!(again.plan, Plan::Mount { device: part2.clone(), fsck: false });
     // The claim code itself refuses a partition that no longer asks for it.
     let before = d.sha256();
@@ -112,7 +100,7 @@ fn a_partitions_claim_cut_short_is_claimed_again() {
     };
     let err = claim_partition::claim_partition(&part, &d.name, &paths(), &cut).unwrap_err();
     assert!(matches!(err, claim::ClaimError::Mkfs { .. }), "{err}");
-    let reports = report(&d);
+    let reports = scan_reports(&d);
     let r = reports.iter().find(|r| r.name == part).unwrap();
     assert!(!r.magic && r.claim_marker, "{r:?}");
     assert_eq!(
@@ -128,7 +116,10 @@ fn a_partitions_claim_cut_short_is_claimed_again() {
     );
     claim_partition::claim_partition(&part, &d.name, &paths(), &host_mkfs).expect("second claim");
     assert_ne!(blkid(&Path::new("/dev").join(&part), "UUID"), first_uuid, "the half-made filesystem is replaced");
-    assert_eq!(decide::decide(PersistenceMode::Auto, &report(&d)).plan, Plan::Mount { device: part, fsck: false });
+    assert_eq!(
+        decide::decide(PersistenceMode::Auto, &scan_reports(&d)).plan,
+        Plan::Mount { device: part, fsck: false }
+    );
 }
 
 #[test]
@@ -152,7 +143,7 @@ fn on_a_one_disk_machine_nothing_of_the_image_is_written() {
     let before_image = bytes(&d, 0, 64 * MIB as usize);
 
     let (p2, p3) = (scan::partition_name(&d.name, 1), scan::partition_name(&d.name, 2));
-    let decision = decide::decide(PersistenceMode::Auto, &report(&d));
+    let decision = decide::decide(PersistenceMode::Auto, &scan_reports(&d));
     assert_eq!(decision.plan, Plan::ClaimPartition { partition: p3.clone(), disk: d.name.clone() });
     assert!(
         decision.notes.iter().any(|n| n.starts_with(&p2) && n.contains("within the boot image")),
@@ -167,5 +158,5 @@ fn on_a_one_disk_machine_nothing_of_the_image_is_written() {
     claim_partition::claim_partition(&p3, &d.name, &paths(), &host_mkfs).expect("claim");
     assert_eq!(bytes(&d, 0, 64 * MIB as usize), before_image, "the image is byte for byte as it was");
     assert_eq!(blkid(&Path::new("/dev").join(&p3), "LABEL"), "lightwhale-data");
-    assert_eq!(decide::decide(PersistenceMode::Auto, &report(&d)).plan, Plan::Mount { device: p3, fsck: false });
+    assert_eq!(decide::decide(PersistenceMode::Auto, &scan_reports(&d)).plan, Plan::Mount { device: p3, fsck: false });
 }

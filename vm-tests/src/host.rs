@@ -151,6 +151,20 @@ pub fn ssh_keygen(dir: &Path) -> Result<PathBuf, VmError> {
     Ok(key)
 }
 
+/// Installs the public half of `key` for the SSH user, logging in with `password`.
+pub fn install_key(ssh: &Ssh, password: &str, key: &Path) -> Result<(), VmError> {
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).map_err(|e| host_err("reading the key", e))?;
+    ssh.run_retry(
+        Auth::Password(password),
+        &format!(
+            "mkdir -p -m 700 ~/.ssh && echo '{}' >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys",
+            pubkey.trim()
+        ),
+        std::time::Duration::from_secs(180),
+    )?;
+    Ok(())
+}
+
 /// A sparse raw disk image of `bytes`.
 pub fn blank_disk(path: &Path, bytes: u64) -> Result<(), VmError> {
     let _ = std::fs::remove_file(path);

@@ -67,6 +67,14 @@ pub fn work_dir() -> PathBuf {
     std::env::var_os("LIGHTWHALE_VM_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/vm-tests"))
 }
 
+/// The size of the swap file in use, by `lightwhale status --json` (0: none).
+pub fn swap_file_size(m: &mut Machine) -> Result<u64, VmError> {
+    let st = m.status()?;
+    let areas = st["swap"].as_array().cloned().unwrap_or_default();
+    let file = areas.iter().find(|a| a["path"] == lightwhale_types::constants::SWAP_FILE);
+    Ok(file.and_then(|a| a["size_bytes"].as_u64()).unwrap_or(0))
+}
+
 /// An empty directory of this name under the work directory (emptied if it was there).
 pub fn fresh_dir(name: &str) -> Result<PathBuf, VmError> {
     let dir = work_dir().join(name);

@@ -17,14 +17,6 @@ fn persistence(m: &mut Machine, key: &str) -> Result<String, VmError> {
     Ok(st["persistence"][key].as_str().unwrap_or_default().to_string())
 }
 
-/// The size of the swap file in use, by `lightwhale status --json` (0: none).
-fn swap_file_size(m: &mut Machine) -> Result<u64, VmError> {
-    let st = m.status()?;
-    let areas = st["swap"].as_array().cloned().unwrap_or_default();
-    let file = areas.iter().find(|a| a["path"] == "/mnt/lightwhale-data/swapfile");
-    Ok(file.and_then(|a| a["size_bytes"].as_u64()).unwrap_or(0))
-}
-
 /// The line of the console that reports the persistence outcome of the current boot.
 fn persistence_line(m: &mut Machine) -> Result<String, VmError> {
     m.wait_for_console_line("lightwhale: persistence ready:", 5 * MIN)
@@ -84,16 +76,8 @@ fn persistence_walkthrough() -> Result<(), VmError> {
 
     // The user's changes: an SSH key installed from the host, web content, a container.
     let key = host::ssh_keygen(m.dir())?;
-    let pubkey = std::fs::read_to_string(key.with_extension("pub")).map_err(|e| VmError::Host(e.to_string()))?;
     let ssh = Ssh::new(m.host_port(22), "op", m.dir());
-    ssh.run_retry(
-        Auth::Password("opsecret"),
-        &format!(
-            "mkdir -p -m 700 ~/.ssh && echo '{}' >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys",
-            pubkey.trim()
-        ),
-        3 * MIN,
-    )?;
+    host::install_key(&ssh, "opsecret", &key)?;
     let host_key = ssh.pinned_host_keys();
     assert!(!host_key.is_empty());
     m.succeed("echo 'persisted page' | sudo tee /var/www/index.html && echo boot-1 > ~/boot1.txt", MIN)?;

@@ -4,6 +4,7 @@
 //! back after a reboot on a full disk, nothing is lost, and the warning goes once Docker has
 //! freed space. `lightwhale.swap=off` does without swap.
 
+use lightwhale_types::constants::SWAP_FILE;
 use lightwhale_vm_tests::host::{self, Auth, Ssh};
 use lightwhale_vm_tests::*;
 use std::io::Read;
@@ -12,20 +13,11 @@ use std::time::Duration;
 
 const MIN: Duration = Duration::from_secs(60);
 const MIB: u64 = 1024 * 1024;
-const SWAP_FILE: &str = "/mnt/lightwhale-data/swapfile";
 
 /// The first `len` bytes of a file, hashed.
 fn sha256_of_head(path: &Path, len: u64) -> Result<String, VmError> {
     let f = std::fs::File::open(path).map_err(|e| VmError::Host(e.to_string()))?;
     lightwhale_types::image::sha256_hex(&mut f.take(len)).map_err(|e| VmError::Host(e.to_string()))
-}
-
-/// The size of the swap file in use, by `lightwhale status --json` (0: none).
-fn swap_file_size(m: &mut Machine) -> Result<u64, VmError> {
-    let st = m.status()?;
-    let areas = st["swap"].as_array().cloned().unwrap_or_default();
-    let file = areas.iter().find(|a| a["path"] == SWAP_FILE);
-    Ok(file.and_then(|a| a["size_bytes"].as_u64()).unwrap_or(0))
 }
 
 #[test]
@@ -63,16 +55,8 @@ fn one_disk_machine_swap_and_a_full_disk() -> Result<(), VmError> {
     assert_eq!(m.sudo("stat -c %a /mnt/lightwhale-data/reserve", MIN)?.trim(), "600");
 
     let key = host::ssh_keygen(m.dir())?;
-    let pubkey = std::fs::read_to_string(key.with_extension("pub")).map_err(|e| VmError::Host(e.to_string()))?;
     let ssh = Ssh::new(m.host_port(22), "op", m.dir());
-    ssh.run_retry(
-        Auth::Password("opsecret"),
-        &format!(
-            "mkdir -p -m 700 ~/.ssh && echo '{}' > ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys",
-            pubkey.trim()
-        ),
-        3 * MIN,
-    )?;
+    host::install_key(&ssh, "opsecret", &key)?;
     m.succeed("echo kept > ~/before-full.txt", MIN)?;
     m.wait_until_succeeds("d info", 5 * MIN)?;
     m.import_busybox_image("lw/busybox")?;
